@@ -1,0 +1,1 @@
+"""Datasets, TFRecords and the input pipeline."""

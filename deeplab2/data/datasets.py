@@ -1,0 +1,104 @@
+"""Dataset descriptors: the facts about a dataset that the rest of the
+pipeline needs (label space, ignore value, panoptic encoding, split sizes).
+
+A `DatasetOptions.dataset` name in a config is looked up here. The values
+follow DeepLab2's descriptors so that its TFRecords and checkpoints mean the
+same thing here.
+"""
+
+import dataclasses
+from typing import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetDescriptor:
+    """What a dataset is, independent of where its files live.
+
+    Attributes:
+      name: the registry key, as written in `DatasetOptions.dataset`.
+      splits_to_sizes: number of examples in each split, keyed by the split
+        name used in TFRecord shard names (e.g. `train_fine`).
+      num_classes: semantic classes predicted by the model, void excluded
+        unless the dataset counts it (COCO's class 0).
+      ignore_label: semantic label of void pixels, skipped by losses and
+        metrics.
+      panoptic_label_divisor: panoptic labels are `semantic * divisor +
+        instance`.
+      class_has_instances_list: semantic labels of "thing" classes, whose
+        pixels form countable instances (DeepLab2's field name).
+      colormap: name of the palette used for visualization.
+    """
+    name: str
+    splits_to_sizes: Mapping[str, int]
+    num_classes: int
+    ignore_label: int
+    panoptic_label_divisor: int
+    class_has_instances_list: tuple[int, ...]
+    colormap: str
+
+    @property
+    def thing_class_ids(self) -> tuple[int, ...]:
+        return self.class_has_instances_list
+
+    @property
+    def stuff_class_ids(self) -> tuple[int, ...]:
+        things = set(self.class_has_instances_list)
+        return tuple(label for label in range(self.num_classes)
+                     if label not in things and label != self.ignore_label)
+
+
+CITYSCAPES_PANOPTIC = DatasetDescriptor(
+    name='cityscapes_panoptic',
+    splits_to_sizes={'train_fine': 2975, 'val_fine': 500,
+                     'trainval_fine': 3475, 'test_fine': 1525},
+    num_classes=19,
+    ignore_label=255,
+    panoptic_label_divisor=1000,
+    # person, rider, car, truck, bus, train, motorcycle, bicycle.
+    class_has_instances_list=tuple(range(11, 19)),
+    colormap='cityscapes',
+)
+
+COCO_PANOPTIC = DatasetDescriptor(
+    name='coco_panoptic',
+    splits_to_sizes={'train': 118287, 'val': 5000, 'test': 40670},
+    # 80 thing + 53 stuff categories, plus label 0 which is void.
+    num_classes=134,
+    ignore_label=0,
+    panoptic_label_divisor=256,
+    class_has_instances_list=tuple(range(1, 81)),
+    colormap='coco',
+)
+
+# The embedded synthetic dataset (deeplab2.data.demo): Cityscapes' label
+# space and file layout, converted by the Cityscapes converter, small enough
+# to generate on first use and to train on a CPU.
+DEMO = DatasetDescriptor(
+    name='demo',
+    splits_to_sizes={'train_fine': 64, 'val_fine': 16},
+    num_classes=CITYSCAPES_PANOPTIC.num_classes,
+    ignore_label=CITYSCAPES_PANOPTIC.ignore_label,
+    panoptic_label_divisor=CITYSCAPES_PANOPTIC.panoptic_label_divisor,
+    class_has_instances_list=CITYSCAPES_PANOPTIC.class_has_instances_list,
+    colormap=CITYSCAPES_PANOPTIC.colormap,
+)
+
+DATASETS: Mapping[str, DatasetDescriptor] = {
+    descriptor.name: descriptor
+    for descriptor in (CITYSCAPES_PANOPTIC, COCO_PANOPTIC, DEMO)
+}
+
+
+def get_dataset_descriptor(name: str) -> DatasetDescriptor:
+    """Returns the descriptor registered under `name`.
+
+    Raises:
+      ValueError: naming the unknown dataset and listing the known ones.
+    """
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ', '.join(sorted(DATASETS))
+        raise ValueError(
+            f'Unknown dataset {name!r} (DatasetOptions.dataset). Known '
+            f'datasets: {known}.') from None
