@@ -214,7 +214,7 @@ def _walk_to_parent(config, path):
         if depth == len(segments) - 1:
             return message, field, index
         if field.type != FieldDescriptor.TYPE_MESSAGE:
-            raise ConfigError(f'{name!r} in {path!r} is a {_type_name(field)}'
+            raise ConfigError(f'{name!r} in {path!r} is {_type_name(field)}'
                               ', not a message: it must be the last segment')
         if _is_repeated(field):
             if index is None:
@@ -331,18 +331,21 @@ def _is_repeated(field) -> bool:
 
 
 _TYPE_NAMES = {
-    FieldDescriptor.TYPE_DOUBLE: 'a double', FieldDescriptor.TYPE_FLOAT: 'a float',
-    FieldDescriptor.TYPE_INT32: 'an int32', FieldDescriptor.TYPE_INT64: 'an int64',
-    FieldDescriptor.TYPE_UINT32: 'a uint32', FieldDescriptor.TYPE_UINT64: 'a uint64',
-    FieldDescriptor.TYPE_BOOL: 'a bool', FieldDescriptor.TYPE_STRING: 'a string',
-    FieldDescriptor.TYPE_BYTES: 'bytes', FieldDescriptor.TYPE_ENUM: 'an enum',
-    FieldDescriptor.TYPE_MESSAGE: 'a message',
+    FieldDescriptor.TYPE_DOUBLE: 'double', FieldDescriptor.TYPE_FLOAT: 'float',
+    FieldDescriptor.TYPE_INT32: 'int32', FieldDescriptor.TYPE_INT64: 'int64',
+    FieldDescriptor.TYPE_UINT32: 'uint32', FieldDescriptor.TYPE_UINT64: 'uint64',
+    FieldDescriptor.TYPE_BOOL: 'bool', FieldDescriptor.TYPE_STRING: 'string',
+    FieldDescriptor.TYPE_BYTES: 'bytes', FieldDescriptor.TYPE_ENUM: 'enum',
+    FieldDescriptor.TYPE_MESSAGE: 'message',
 }
 
 
 def _type_name(field) -> str:
+    """'a float', 'an int32', 'a list of int32', ... for error messages."""
     name = _TYPE_NAMES.get(field.type, f'type {field.type}')
-    return f'a list of {name}' if _is_repeated(field) else name
+    if _is_repeated(field):
+        return f'a list of {name}'
+    return f'{"an" if name[0] in "aeiou" else "a"} {name}'
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,61 @@
+"""Dataset descriptors hold DeepLab2's values for each dataset."""
+
+import pytest
+
+from deeplab2.data import datasets
+
+
+def test_cityscapes_panoptic():
+    d = datasets.get_dataset_descriptor('cityscapes_panoptic')
+    assert d.num_classes == 19
+    assert d.ignore_label == 255
+    assert d.panoptic_label_divisor == 1000
+    assert d.thing_class_ids == (11, 12, 13, 14, 15, 16, 17, 18)
+    assert d.stuff_class_ids == tuple(range(11))
+    assert d.splits_to_sizes['train_fine'] == 2975
+    assert d.splits_to_sizes['val_fine'] == 500
+    assert d.colormap == 'cityscapes'
+
+
+def test_coco_panoptic():
+    d = datasets.get_dataset_descriptor('coco_panoptic')
+    assert d.num_classes == 134
+    assert d.ignore_label == 0
+    assert d.panoptic_label_divisor == 256
+    assert d.thing_class_ids == tuple(range(1, 81))
+    # 53 stuff categories; label 0 is void, neither thing nor stuff.
+    assert d.stuff_class_ids == tuple(range(81, 134))
+    assert d.splits_to_sizes == {'train': 118287, 'val': 5000, 'test': 40670}
+    assert d.colormap == 'coco'
+
+
+def test_demo_shares_cityscapes_label_space():
+    demo = datasets.get_dataset_descriptor('demo')
+    city = datasets.CITYSCAPES_PANOPTIC
+    assert (demo.num_classes, demo.ignore_label, demo.panoptic_label_divisor,
+            demo.thing_class_ids) == (19, 255, 1000, city.thing_class_ids)
+    assert set(demo.splits_to_sizes) == {'train_fine', 'val_fine'}
+
+
+def test_cityscapes_thing_ids_agree_with_cityscapesscripts():
+    """An independent source: cityscapesscripts' label table."""
+    from cityscapesscripts.helpers import labels as cs_labels
+    things = sorted({label.trainId for label in cs_labels.labels
+                     if label.hasInstances and not label.ignoreInEval})
+    assert tuple(things) == datasets.CITYSCAPES_PANOPTIC.thing_class_ids
+    train_ids = {label.trainId for label in cs_labels.labels
+                 if not label.ignoreInEval}
+    assert len(train_ids) == datasets.CITYSCAPES_PANOPTIC.num_classes
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(ValueError) as error:
+        datasets.get_dataset_descriptor('cityscapes')
+    assert str(error.value) == (
+        "Unknown dataset 'cityscapes' (DatasetOptions.dataset). Known "
+        'datasets: cityscapes_panoptic, coco_panoptic, demo.')
+
+
+def test_descriptors_are_immutable():
+    with pytest.raises(AttributeError):
+        datasets.CITYSCAPES_PANOPTIC.num_classes = 20
