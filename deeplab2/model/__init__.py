@@ -1,0 +1,1 @@
+"""Networks: layers, encoders, decoders, the DeepLab model and its builder."""

@@ -1,0 +1,73 @@
+"""The shared layer harness: one call checks a layer's output shapes, its
+get_config round trip, eager vs tf.function equality and one gradient step."""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def _shapes(outputs):
+    return tf.nest.map_structure(lambda t: tuple(t.shape), outputs)
+
+
+def check_layer(layer, inputs, expected_shapes, *, call_kwargs=None,
+                atol=1e-5):
+    """Runs the four checks on `layer` and returns its inference outputs.
+
+    Args:
+      layer: an unbuilt keras layer.
+      inputs: the input tensor.
+      expected_shapes: the output shape, or a structure of shapes matching
+        the output structure (e.g. a dict of tuples).
+      call_kwargs: extra keyword arguments for every call.
+    """
+    call_kwargs = call_kwargs or {}
+    outputs = layer(inputs, training=False, **call_kwargs)
+    assert _shapes(outputs) == expected_shapes
+
+    # get_config round trip: same config, same structure of variables.
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert _shapes(clone(inputs, training=False, **call_kwargs)) == (
+        expected_shapes)
+    assert clone.get_config() == config
+    assert sorted(tuple(v.shape) for v in clone.weights) == sorted(
+        tuple(v.shape) for v in layer.weights)
+
+    # Eager and graph execution agree.
+    graph_call = tf.function(
+        lambda x: layer(x, training=False, **call_kwargs))
+    for eager, graph in zip(tf.nest.flatten(outputs),
+                            tf.nest.flatten(graph_call(inputs))):
+        np.testing.assert_allclose(eager.numpy(), graph.numpy(), atol=atol,
+                                   rtol=1e-5)
+
+    # One gradient step changes the trainable weights and lowers nothing to
+    # NaN.
+    trainable = layer.trainable_variables
+    if trainable:
+        with tf.GradientTape() as tape:
+            train_outputs = layer(inputs, training=True, **call_kwargs)
+            loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(t, tf.float32)))
+                             for t in tf.nest.flatten(train_outputs)
+                             if t.dtype.is_floating])
+        gradients = tape.gradient(loss, trainable)
+        missing = [v.path for v, g in zip(trainable, gradients) if g is None]
+        assert not missing, f'no gradient for {missing}'
+        assert all(np.all(np.isfinite(g.numpy())) for g in gradients)
+        before = [v.numpy().copy() for v in trainable]
+        keras.optimizers.SGD(0.1).apply_gradients(zip(gradients, trainable))
+        changed = [not np.array_equal(b, v.numpy())
+                   for b, v in zip(before, trainable)]
+        assert any(changed), 'a gradient step changed no weight'
+    return outputs
+
+
+@pytest.fixture
+def layer_harness():
+    return check_layer
