@@ -2,6 +2,7 @@
 DeepLab2 facts configs and checkpoints depend on."""
 
 import importlib
+import importlib.util
 import pathlib
 import shutil
 import subprocess
@@ -14,15 +15,21 @@ PROTO_ROOT = REPO_ROOT / 'protos'
 
 
 def generate_modules(proto_root: pathlib.Path, out_dir: pathlib.Path):
-    """Runs the install-time generator on proto_root into out_dir."""
-    pytest.importorskip('grpc_tools', reason='grpcio-tools is in the dev extra')
-    from grpc_tools import protoc
+    """Runs the install-time generator on proto_root into out_dir.
+
+    protoc runs in a child process: grpc_tools links its own protobuf, and
+    loading it next to TensorFlow's in one process crashes.
+    """
+    if importlib.util.find_spec('grpc_tools') is None:
+        pytest.skip('grpcio-tools (the dev extra) is not installed')
     files = sorted(str(p.relative_to(proto_root))
                    for p in (proto_root / 'deeplab2').glob('*.proto'))
     out_dir.mkdir()
-    status = protoc.main(['protoc', f'--proto_path={proto_root}',
-                          f'--python_out={out_dir}', *files])
-    assert status == 0, f'protoc failed on {files}'
+    result = subprocess.run(
+        [sys.executable, '-m', 'grpc_tools.protoc',
+         f'--proto_path={proto_root}', f'--python_out={out_dir}', *files],
+        capture_output=True, text=True)
+    assert result.returncode == 0, f'protoc failed on {files}: {result.stderr}'
     return {p.name: p.read_text()
             for p in (out_dir / 'deeplab2').glob('*_pb2.py')}
 
