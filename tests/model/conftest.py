@@ -71,3 +71,58 @@ def check_layer(layer, inputs, expected_shapes, *, call_kwargs=None,
 @pytest.fixture
 def layer_harness():
     return check_layer
+
+
+# ---------------------------------------------------------------------------
+# Checkpoint layout helpers: compare our object paths with the manifests of
+# DeepLab2 checkpoints in ../shared/fixtures/deeplab2.
+
+_VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+
+
+def deeplab2_key(our_key: str) -> str:
+    """Our tf.train.Checkpoint key, in DeepLab2's spelling.
+
+    Keras 3 stores a Conv2D kernel under the attribute `_kernel` and a
+    DepthwiseConv2D kernel under `kernel`; tf.keras called them `kernel` and
+    `depthwise_kernel`. Every other path segment is the same by design.
+    """
+    key = our_key.replace('/_kernel/', '/kernel/')
+    return key.replace('/_depthwise_conv/kernel/',
+                       '/_depthwise_conv/depthwise_kernel/')
+
+
+def read_manifest(path, prefix: str = '') -> dict:
+    """Model variables of a manifest TSV: {key without suffix: shape}.
+
+    Optimizer state, counters and the object graph are left out; `prefix`
+    keeps only keys starting with it (e.g. 'encoder/')."""
+    import json
+    shapes = {}
+    for line in open(path):
+        key, shape, _ = line.rstrip('\n').split('\t')
+        if (key.startswith(('optimizer/', 'global_step', 'save_counter',
+                            '_CHECKPOINTABLE_OBJECT_GRAPH')) or
+                '.OPTIMIZER_SLOT' in key or not key.startswith(prefix)):
+            continue
+        shapes[key.removesuffix(_VALUE_SUFFIX)] = tuple(json.loads(shape))
+    return shapes
+
+
+def checkpoint_shapes(tmp_dir, **items) -> dict:
+    """{DeepLab2-spelled key without suffix: shape} of a checkpoint of
+    `items` (built layers), written under tmp_dir."""
+    path = tf.train.Checkpoint(**items).save(str(tmp_dir / 'ckpt'))
+    return {deeplab2_key(key).removesuffix(_VALUE_SUFFIX): tuple(shape)
+            for key, shape in tf.train.list_variables(path)
+            if key.endswith(_VALUE_SUFFIX) and not key.startswith(
+                'save_counter')}
+
+
+@pytest.fixture
+def checkpoint_layout():
+    """read_manifest / checkpoint_shapes / deeplab2_key, for layout tests."""
+    import types
+    return types.SimpleNamespace(read_manifest=read_manifest,
+                                 checkpoint_shapes=checkpoint_shapes,
+                                 deeplab2_key=deeplab2_key)
