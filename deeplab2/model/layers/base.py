@@ -14,7 +14,16 @@ from keras.src.utils import tracking as keras_tracking
 
 
 class Layer(keras.layers.Layer):
-    """keras.layers.Layer whose lists of layers are checkpointed too."""
+    """keras.layers.Layer whose lists of layers are checkpointed too.
+
+    Composite layers create their sub-layers in __init__ and those build
+    themselves on their first call; `build` only marks the layer built, so
+    Keras does not trace `call` symbolically to discover weights (which
+    fails on dict inputs and costs a second pass).
+    """
+
+    def build(self, input_shape=None):
+        self.built = True
 
     def _trackable_children(self, save_type='checkpoint', **kwargs):
         children = super()._trackable_children(save_type, **kwargs)

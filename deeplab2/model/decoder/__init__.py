@@ -1,0 +1,1 @@
+"""Decoders: ASPP, DeepLabV3, DeepLabV3+, Panoptic-DeepLab and its heads."""
