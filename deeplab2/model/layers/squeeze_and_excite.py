@@ -37,11 +37,16 @@ class SqueezeAndExcite(base.Layer):
       divisible_by: divisor for the reduced channel count.
       activation: after the reduce conv.
       gating_activation: of the gate.
+      kernel_initializer: of both 1x1 convs.
+      conv_kernel_weight_decay: L2 factor on both kernels (DeepLab2's
+        inverted bottleneck regularizes them like its other convs).
     """
 
     def __init__(self, in_filters: int, out_filters: int, se_ratio: float,
                  divisible_by: int = 1, activation: str = 'relu',
-                 gating_activation: str = 'sigmoid', **kwargs):
+                 gating_activation: str = 'sigmoid',
+                 kernel_initializer: str = 'VarianceScaling',
+                 conv_kernel_weight_decay: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.in_filters = in_filters
         self.out_filters = out_filters
@@ -49,14 +54,18 @@ class SqueezeAndExcite(base.Layer):
         self.divisible_by = divisible_by
         self.activation = activation
         self.gating_activation = gating_activation
+        self.kernel_initializer = kernel_initializer
+        self.conv_kernel_weight_decay = conv_kernel_weight_decay
         reduced = make_divisible(max(1, int(in_filters * se_ratio)),
                                  divisible_by)
+        regularizer = (keras.regularizers.L2(conv_kernel_weight_decay)
+                       if conv_kernel_weight_decay else None)
         self._se_reduce = keras.layers.Conv2D(
-            reduced, 1, kernel_initializer='VarianceScaling',
-            name=f'{self.name}_reduce')
+            reduced, 1, kernel_initializer=kernel_initializer,
+            kernel_regularizer=regularizer, name=f'{self.name}_reduce')
         self._se_expand = keras.layers.Conv2D(
-            out_filters, 1, kernel_initializer='VarianceScaling',
-            name=f'{self.name}_expand')
+            out_filters, 1, kernel_initializer=kernel_initializer,
+            kernel_regularizer=regularizer, name=f'{self.name}_expand')
         self._activation_fn = activations.get_activation(activation)
         self._gating_fn = activations.get_activation(gating_activation)
 
@@ -70,7 +79,9 @@ class SqueezeAndExcite(base.Layer):
                 'out_filters': self.out_filters, 'se_ratio': self.se_ratio,
                 'divisible_by': self.divisible_by,
                 'activation': self.activation,
-                'gating_activation': self.gating_activation}
+                'gating_activation': self.gating_activation,
+                'kernel_initializer': self.kernel_initializer,
+                'conv_kernel_weight_decay': self.conv_kernel_weight_decay}
 
 
 class SimplifiedSqueezeAndExcite(base.Layer):

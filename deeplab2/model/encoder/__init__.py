@@ -1,0 +1,1 @@
+"""Encoders (backbones): image -> dict of feature maps by stride level."""
