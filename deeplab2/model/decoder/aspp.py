@@ -10,12 +10,15 @@ is wrong (a cause of exported models scoring worse than eval), so here the
 branch always pools globally: identical at the crop size, right elsewhere.
 """
 
-import keras
 import tensorflow as tf
 
 from deeplab2.model.layers import base
 from deeplab2.model.layers import convolutions
 from deeplab2.model.layers.normalization import BatchNormOptions
+
+
+# Dropout after the projection, in training only (DeepLab2's value).
+_PROJECTION_DROPOUT = 0.1
 
 
 class ASPPConv(base.Layer):
@@ -121,7 +124,6 @@ class ASPP(base.Layer):
                 **branch_args))
         self._aspp_pool = ASPPPool(output_channels, pool_size=self.pool_size,
                                    name='aspp_pool', **branch_args)
-        self._proj_drop = keras.layers.Dropout(0.1)
 
     def call(self, inputs, training=False):
         if self.aspp_use_only_1x1_proj_conv:
@@ -131,7 +133,11 @@ class ASPP(base.Layer):
         x = tf.concat([branch(inputs, training=training)
                        for branch in branches], axis=3)
         x = self._proj_conv_bn_act(x, training=training)
-        return self._proj_drop(x, training=training)
+        if training:
+            # tf.nn.dropout rather than keras.layers.Dropout: the latter owns
+            # a seed variable that DeepLab2 checkpoints do not have.
+            x = tf.nn.dropout(x, rate=_PROJECTION_DROPOUT)
+        return x
 
     def get_config(self):
         return {**super().get_config(),
