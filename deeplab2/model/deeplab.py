@@ -14,6 +14,8 @@ from deeplab2 import common
 from deeplab2.model import resize
 
 
+# Serializable by name so get_config/from_config round-trip the whole model.
+@keras.saving.register_keras_serializable(package="deeplab2")
 class DeepLab(keras.Model):
     """Args: encoder (image -> dict of endpoints) and decoder (endpoints ->
     dict of predictions at feature resolution)."""

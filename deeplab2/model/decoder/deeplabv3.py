@@ -6,6 +6,7 @@ separable convs, then the classifier. Attribute and checkpoint item names
 are DeepLab2's.
 """
 
+import keras
 import tensorflow as tf
 
 from deeplab2 import common
@@ -23,6 +24,7 @@ CKPT_DEEPLABV3PLUS_PROJECT_CONV_BN_ACT = 'deeplab_v3plus_project_conv_bn_act'
 CKPT_DEEPLABV3PLUS_FUSE = 'deeplab_v3plus_fuse'
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class DeepLabV3(base.Layer):
     """Args: feature_key (encoder endpoint), aspp_channels, atrous_rates,
     decoder_channels (the 3x3 conv), num_classes, pool_size, batch_norm."""
@@ -69,6 +71,7 @@ class DeepLabV3(base.Layer):
                 'batch_norm': self.batch_norm.to_config()}
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class DeepLabV3Plus(base.Layer):
     """Args: feature_key (high level), low_level_feature_key,
     low_level_channels_project, aspp_channels, atrous_rates,

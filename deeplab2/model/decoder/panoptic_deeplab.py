@@ -160,6 +160,7 @@ class PanopticDeepLabSingleHead(base.Layer):
                 'activation': self.activation}
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class PanopticDeepLab(base.Layer):
     """Semantic decoder + head, and (when `instance_decoder` is given) the
     instance decoder with the center and offset heads.

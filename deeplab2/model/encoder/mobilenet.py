@@ -14,6 +14,8 @@ stride 1 and multiplies the dilation of the blocks after it by s.
 
 from typing import Any, NamedTuple
 
+import keras
+
 from deeplab2.model.layers import base
 from deeplab2.model.layers import convolutions
 from deeplab2.model.layers.inverted_bottleneck import InvertedBottleneck
@@ -112,6 +114,7 @@ def strides_and_rates(specs, output_stride: int) -> list[tuple[int, int]]:
     return result
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class MobileNetV3(base.Layer):
     """MobileNetV3 encoder: normalized image -> {'res1': ..., 'res5': ...}.
 

@@ -14,6 +14,7 @@ residual stage replaces it) to 5; 'backbone_output' equals 'res5'.
 import dataclasses
 from typing import Any, Sequence
 
+import keras
 import tensorflow as tf
 
 from deeplab2.model.layers import activations
@@ -52,6 +53,7 @@ def stage_num_blocks(num_blocks: Sequence[int],
     return [3] + [int(n * backbone_layer_multiplier) for n in num_blocks]
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class ResNetEncoder(base.Layer):
     """A ResNet-family encoder: stem then residual stages `_stageN`.
 

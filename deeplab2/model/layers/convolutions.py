@@ -31,6 +31,21 @@ def _is_unit_stride(strides) -> bool:
     return tuple(strides) == (1, 1)
 
 
+class Conv2D(keras.layers.Conv2D):
+    """keras Conv2D calling tf.nn.conv2d with native dilations.
+
+    Keras goes through tf.nn.convolution, which runs dilated convolutions
+    as space-to-batch + conv + batch-to-space; the native dilated kernel is
+    about twice as fast on CPU for ASPP-sized rates. Same variables, same
+    results.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
+                            padding=self.padding.upper(),
+                            dilations=list(self.dilation_rate))
+
+
 class GlobalContext(base.Layer):
     """Adds a 1x1 conv of the global average to every position (SAC's
     pre/post context). Zero-initialized, so it starts as the identity."""
@@ -46,7 +61,7 @@ class GlobalContext(base.Layer):
         return inputs + self.convolution(pooled)
 
 
-class SwitchableAtrousConv2D(keras.layers.Conv2D):
+class SwitchableAtrousConv2D(Conv2D):
     """Switchable atrous convolution (DetectoRS): one kernel applied at
     dilation r and 3r, blended per pixel by a learned switch computed from a
     5x5 average of the input. Stride 1 only, 'same' padding."""
@@ -62,7 +77,7 @@ class SwitchableAtrousConv2D(keras.layers.Conv2D):
     def call(self, inputs):
         switch = self._switch(self._average_pool(inputs))
         small = self.convolution_op(inputs, self.kernel)
-        large = tf.nn.convolution(
+        large = tf.nn.conv2d(
             inputs, self.kernel, strides=list(self.strides), padding='SAME',
             dilations=[3 * rate for rate in self.dilation_rate])
         outputs = switch * large + (1.0 - switch) * small
@@ -118,7 +133,7 @@ class Conv2DSame(base.Layer):
 
         if use_global_context_in_sac:
             self._pre_global_context = GlobalContext(name='pre_global_context')
-        conv_class, padding = keras.layers.Conv2D, 'same'
+        conv_class, padding = Conv2D, 'same'
         if not _is_unit_stride(strides):
             padding = 'valid'
             self._padding = same_padding(kernel_size, atrous_rate)

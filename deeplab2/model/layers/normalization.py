@@ -4,6 +4,7 @@ import dataclasses
 from typing import Any, Mapping
 
 import keras
+import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,33 @@ class BatchNormOptions:
 
     def make(self, name: str = 'batch_norm',
              gamma_initializer: str = 'ones') -> keras.layers.BatchNormalization:
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             axis=-1, momentum=self.momentum, epsilon=self.epsilon,
             synchronized=self.synchronized,
             gamma_initializer=gamma_initializer, name=name)
+
+
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras batch norm whose inference path is TF's fused kernel.
+
+    Keras 3 normalizes with separate element-wise ops; on CPU that costs
+    several passes over every activation, and TF's graph optimizer cannot
+    fold it into the preceding convolution as it does FusedBatchNormV3. The
+    training path (batch moments, moving averages, cross-replica sync) stays
+    Keras'.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if ((training and self.trainable) or mask is not None or
+                len(inputs.shape) != 4 or self.axis not in (-1, 3) or
+                not (self.scale and self.center)):
+            return super().call(inputs, training=training, mask=mask)
+        if inputs.dtype not in (tf.float16, tf.bfloat16, tf.float32):
+            inputs = tf.cast(inputs, tf.float32)
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32),
+            mean=tf.cast(self.moving_mean, tf.float32),
+            variance=tf.cast(self.moving_variance, tf.float32),
+            epsilon=self.epsilon, is_training=False)
+        return tf.cast(outputs, self.compute_dtype)

@@ -139,3 +139,10 @@ def test_deeplabv3plus_harness(layer_harness):
                                     name='v3plus')
     layer_harness(layer, FEATURES,
                   {common.PRED_SEMANTIC_LOGITS_KEY: (2, 17, 25, 19)})
+
+
+def test_aspp_branch_harnesses(layer_harness):
+    layer_harness(aspp.ASPPConv(4, 2, name='conv'), FEATURES['res5'],
+                  (2, 5, 7, 4))
+    layer_harness(aspp.ASPPPool(4, pool_size=(5, 7), name='pool'),
+                  FEATURES['res5'], (2, 5, 7, 4))

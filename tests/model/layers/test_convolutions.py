@@ -98,3 +98,23 @@ def test_stacked_harness_and_names(layer_harness, conv_type):
 def test_stacked_rejects_unknown_conv_type():
     with pytest.raises(ValueError, match="'dilated' is not one of"):
         convolutions.StackedConv2DSame(1, 'dilated', 4, 3, name='s')
+
+
+@pytest.mark.parametrize('rate', [1, 3, 6])
+def test_native_dilated_conv_equals_keras_convolution(rate):
+    """Our Conv2D calls tf.nn.conv2d with native dilations; it must equal
+    the tf.nn.convolution (space-to-batch) result Keras computes."""
+    ours = convolutions.Conv2D(5, 3, padding='same', dilation_rate=rate)
+    x = tf.random.normal([1, 13, 17, 4], seed=3)
+    ours(x)
+    reference = tf.nn.convolution(x, ours.kernel, padding='SAME',
+                                  dilations=rate) + ours.bias
+    np.testing.assert_allclose(ours(x).numpy(), reference.numpy(), atol=1e-5)
+
+
+def test_global_context_harness(layer_harness):
+    layer = convolutions.GlobalContext(name='gc')
+    x = tf.random.normal([2, 5, 6, 3])
+    out = layer_harness(layer, x, (2, 5, 6, 3))
+    # Zero-initialized: starts as the identity.
+    np.testing.assert_allclose(out.numpy(), x.numpy())

@@ -1,0 +1,43 @@
+"""Batch norm: options plumbing and the fused inference path."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab2.model.layers import normalization
+
+
+def test_fused_inference_equals_keras_batch_norm():
+    options = normalization.BatchNormOptions(momentum=0.9, epsilon=1e-5)
+    ours = options.make()
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    x = tf.random.normal([2, 5, 7, 6], seed=4)
+    ours(x), reference(x)
+    rng = np.random.RandomState(0)
+    for a, b in zip(ours.weights, reference.weights):
+        value = rng.uniform(0.5, 1.5, a.shape).astype(np.float32)
+        a.assign(value)
+        b.assign(value)
+    np.testing.assert_allclose(ours(x, training=False).numpy(),
+                               reference(x, training=False).numpy(),
+                               atol=1e-5)
+    # Training uses Keras' path: batch statistics and moving averages.
+    np.testing.assert_allclose(ours(x, training=True).numpy(),
+                               reference(x, training=True).numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours.moving_mean.numpy(),
+                               reference.moving_mean.numpy(), atol=1e-6)
+
+
+def test_options_coerce_and_round_trip():
+    options = normalization.BatchNormOptions(0.9, 1e-5, True)
+    assert normalization.BatchNormOptions.coerce(options.to_config()) == options
+    assert normalization.BatchNormOptions.coerce(None) == (
+        normalization.BatchNormOptions())
+    layer = options.make()
+    assert (layer.momentum, layer.epsilon, layer.synchronized) == (0.9, 1e-5,
+                                                                  True)
+
+
+def test_batch_norm_harness(layer_harness):
+    layer = normalization.BatchNormOptions().make(name='bn')
+    layer_harness(layer, tf.random.normal([2, 4, 4, 3]), (2, 4, 4, 3))
