@@ -131,6 +131,8 @@ class ResidualBlock(base.Layer):
         x = self._activation_fn(inputs)
         if self.input_channels != self.filters[-1]:
             shortcut = self._shortcut(x, training=training)
+        elif self.strides == 1:
+            shortcut = x
         else:
             # Same as a 1x1 strided conv with DeepLab2's padding (none).
             shortcut = x[:, ::self.strides, ::self.strides, :]
