@@ -174,3 +174,19 @@ def test_weight_decay_reaches_encoder_kernels_halved():
     assert float(stem.kernel_regularizer(stem.kernel)) == pytest.approx(
         expected, rel=1e-5)
     assert len(model.losses) > 0
+
+
+def test_solver_options_set_every_batch_norm():
+    import keras
+    config = _narrow_config('mobilenet_v3_small', 16)
+    config_lib.apply_overrides(config, [
+        'trainer_options.solver_options.use_sync_batchnorm=true',
+        'trainer_options.solver_options.batchnorm_momentum=0.9',
+        'trainer_options.solver_options.batchnorm_epsilon=0.00002'])
+    model = builder.build_model(config)
+    norms = [layer for layer in model._flatten_layers()
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) > 50
+    assert all(n.synchronized for n in norms)
+    assert [n.momentum for n in norms] == pytest.approx([0.9] * len(norms))
+    assert [n.epsilon for n in norms] == pytest.approx([2e-5] * len(norms))

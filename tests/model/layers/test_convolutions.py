@@ -118,3 +118,12 @@ def test_global_context_harness(layer_harness):
     out = layer_harness(layer, x, (2, 5, 6, 3))
     # Zero-initialized: starts as the identity.
     np.testing.assert_allclose(out.numpy(), x.numpy())
+
+
+def test_plain_and_sac_conv2d_harness(layer_harness):
+    layer_harness(convolutions.Conv2D(4, 3, padding='same', dilation_rate=2,
+                                      name='conv'),
+                  tf.random.normal([1, 9, 9, 3]), (1, 9, 9, 4))
+    layer_harness(convolutions.SwitchableAtrousConv2D(4, 3, padding='same',
+                                                      name='sac'),
+                  tf.random.normal([1, 9, 9, 3]), (1, 9, 9, 4))
