@@ -15,7 +15,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO_ROOT.parent / 'shared' / 'fixtures'
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
     if not FIXTURES_DIR.is_dir():
         message = f'reference fixtures not found at {FIXTURES_DIR}'

@@ -2,5 +2,7 @@
 
 from deeplab2.compat.checkpoint import CheckpointMismatchError
 from deeplab2.compat.checkpoint import RestoreSummary
+from deeplab2.compat.checkpoint import convert_checkpoint
 from deeplab2.compat.checkpoint import restore_checkpoint
+from deeplab2.compat.checkpoint import restore_initial_checkpoint
 from deeplab2.compat.checkpoint import save_model_checkpoint

@@ -19,7 +19,9 @@ import uuid
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2 import config as config_lib
 from deeplab2.compat import naming
+from deeplab2.model import builder
 
 ENCODER_ITEM = 'encoder'
 _COUNTER_ITEMS = ('optimizer', 'global_step', 'save_counter',
@@ -253,3 +255,30 @@ def save_model_checkpoint(model, prefix) -> str:
         os.replace(file, prefix.parent / (prefix.name +
                                           file.name[len(staging.name):]))
     return str(prefix)
+
+
+def restore_initial_checkpoint(model, model_options,
+                               expected: str = '') -> RestoreSummary | None:
+    """Applies `model_options.initial_checkpoint` with DeepLab2's partial
+    restore flags; returns None when no initial checkpoint is set."""
+    path = config_lib.resolved_field(model_options, 'initial_checkpoint',
+                                     message_path='model_options')
+    if not path:
+        return None
+    return restore_checkpoint(
+        model, path,
+        restore_semantic_last_layer=(
+            model_options.restore_semantic_last_layer_from_initial_checkpoint),
+        restore_instance_last_layer=(
+            model_options.restore_instance_last_layer_from_initial_checkpoint),
+        expected=expected)
+
+
+def convert_checkpoint(config, input_path, output_prefix,
+                       expected: str = '') -> RestoreSummary:
+    """Builds the config's model, restores `input_path` (DeepLab2's or
+    ours) into it and writes it as our checkpoint at `output_prefix`."""
+    model = builder.build_model(config)
+    summary = restore_checkpoint(model, input_path, expected=expected)
+    save_model_checkpoint(model, output_prefix)
+    return summary

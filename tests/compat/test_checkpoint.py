@@ -1,0 +1,252 @@
+"""Loading DeepLab2 checkpoints: output parity with the reference, both
+optimizer layouts, full-size name mapping, our format, and every error."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2 import compat
+from deeplab2 import config as config_lib
+from deeplab2.compat import checkpoint as checkpoint_lib
+from deeplab2.compat import naming
+from deeplab2.model import builder
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+FLOAT_KEYS = ['semantic_logits', 'semantic_probs', 'center_heatmap',
+              'offset_map']
+# DeepLab2's README: TF's own eager vs graph differences on these models are
+# ~1e-4 (MobileNet) and ~2e-3 (ResNet family); the gates leave headroom.
+TOLERANCES = {'mobilenet_v3_small_os16_narrow': 1e-3,
+              'resnet50_os32_merge_with_pure_tf_func_narrow': 5e-3,
+              'swidernet_sac_1_1_1_os16_narrow': 5e-3}
+FULL = ['mobilenet_v3_small_os16', 'mobilenet_v3_large_os16',
+        'resnet50_os32_merge_with_pure_tf_func', 'resnet50_beta_os32',
+        'wide_resnet41_os16', 'swidernet_sac_1_1_1_os16']
+
+
+def _narrow(fixtures_dir, name):
+    folder = fixtures_dir / 'deeplab2' / name
+    return folder, config_lib.load_config(folder / f'{name}.textproto')
+
+
+def _outputs(model, images):
+    forward = tf.function(lambda x: model(x, training=False))
+    return {key: value.numpy()
+            for key, value in forward(tf.constant(images)).items()}
+
+
+@pytest.mark.parametrize('layout', ['train_ckpt', 'legacy_ckpt'])
+@pytest.mark.parametrize('name', sorted(TOLERANCES))
+def test_outputs_match_deeplab2(fixtures_dir, name, layout):
+    folder, config = _narrow(fixtures_dir, name)
+    model = builder.build_model(config)
+    summary = compat.restore_checkpoint(model, folder / layout)
+    assert summary.source_format == 'deeplab2'
+    assert len(summary.restored) == len(model.variables)
+    assert not summary.skipped
+    assert set(summary.ignored.values()) == {'optimizer state',
+                                             'counter or object graph'}
+    reference = np.load(folder / 'outputs.npz')
+    for suffix in ['', '_b', '_c']:
+        ours = _outputs(model, reference['input' + suffix])
+        for key in FLOAT_KEYS:
+            difference = np.max(np.abs(ours[key] - reference[key + suffix]))
+            assert difference <= TOLERANCES[name], (key, suffix, difference)
+
+
+@pytest.mark.parametrize('layout', ['train', 'legacy'])
+@pytest.mark.parametrize('name', FULL)
+def test_full_size_mapping_covers_every_variable(fixtures_dir, name, layout):
+    """Without weights: the loader's match of model variables to the
+    manifest's keys is complete, shape-correct and explains every entry."""
+    folder = fixtures_dir / 'deeplab2'
+    model = builder.build_model(config_lib.load_config(
+        folder / 'full_configs' / f'{name}.textproto'))
+    shapes = {}
+    for line in open(folder / 'full_manifests' / f'{name}.{layout}.tsv'):
+        key, shape, _ = line.rstrip('\n').split('\t')
+        shapes[key] = json.loads(shape)
+    variables = naming.variable_keys(model.checkpoint_items)
+    summary, plan = checkpoint_lib._plan_restore(
+        'manifest', shapes, variables, True, True, '')
+    assert len(plan) == len(variables) == len(model.variables)
+    assert all(list(shapes[source]) == list(variables[ours].shape)
+               for source, ours in plan)
+    assert len(plan) + len(summary.ignored) == len(shapes)
+
+
+def test_variable_keys_are_the_keys_a_save_writes(fixtures_dir, tmp_path):
+    _, config = _narrow(fixtures_dir, 'swidernet_sac_1_1_1_os16_narrow')
+    model = builder.build_model(config)
+    saved = tf.train.Checkpoint(**model.checkpoint_items).write(
+        str(tmp_path / 'ckpt'))
+    written = {key for key, _ in tf.train.list_variables(saved)
+               if key.endswith(naming.VALUE_SUFFIX)}
+    assert set(naming.variable_keys(model.checkpoint_items)) == written
+
+
+@pytest.fixture(scope='module')
+def restored_mobilenet(fixtures_dir):
+    name = 'mobilenet_v3_small_os16_narrow'
+    folder, config = _narrow(fixtures_dir, name)
+    model = builder.build_model(config)
+    compat.restore_checkpoint(model, folder / 'train_ckpt')
+    return folder, config, model
+
+
+def test_converted_checkpoint_loads_with_plain_tf_train_checkpoint(
+        restored_mobilenet, tmp_path):
+    folder, config, model = restored_mobilenet
+    summary = compat.convert_checkpoint(config, folder / 'legacy_ckpt',
+                                        tmp_path / 'converted' / 'ckpt')
+    assert summary.source_format == 'deeplab2'
+    fresh = builder.build_model(config)
+    status = tf.train.Checkpoint(**fresh.checkpoint_items).read(
+        str(tmp_path / 'converted' / 'ckpt'))
+    status.assert_existing_objects_matched().assert_consumed()
+    images = np.load(folder / 'outputs.npz')['input_c']
+    expected, got = _outputs(model, images), _outputs(fresh, images)
+    for key in FLOAT_KEYS:
+        np.testing.assert_array_equal(got[key], expected[key])
+    # Our own format is detected and restores as well.
+    again = builder.build_model(config)
+    summary = compat.restore_checkpoint(again, tmp_path / 'converted')
+    assert summary.source_format == 'deeplab2_keras3'
+    np.testing.assert_array_equal(_outputs(again, images)['offset_map'],
+                                  expected['offset_map'])
+    assert not list((tmp_path / 'converted').glob('.*tmp*'))
+
+
+def test_prefix_folder_and_tar_gz_paths(restored_mobilenet, tmp_path):
+    folder, config, _ = restored_mobilenet
+    archive = tmp_path / 'model.tar.gz'
+    with tarfile.open(archive, 'w:gz') as tar:
+        tar.add(folder / 'train_ckpt', arcname='mobilenet_narrow')
+    model = builder.build_model(config)
+    for path in [folder / 'train_ckpt' / 'ckpt-1', folder / 'train_ckpt',
+                 archive]:
+        summary = compat.restore_checkpoint(model, path)
+        assert summary.checkpoint.endswith('ckpt-1')
+
+
+def test_missing_paths_are_named(restored_mobilenet, tmp_path):
+    _, _, model = restored_mobilenet
+    for path in [tmp_path / 'nothing', tmp_path / 'nothing.tar.gz']:
+        with pytest.raises(FileNotFoundError, match=str(path)):
+            compat.restore_checkpoint(model, path)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match='No checkpoint at'):
+        compat.restore_checkpoint(model, tmp_path / 'empty')
+
+
+def test_shape_mismatch_is_listed_with_the_config(restored_mobilenet):
+    folder, config, _ = restored_mobilenet
+    config = config_lib.load_config(
+        folder / f'{folder.name}.textproto',
+        ['model_options.panoptic_deeplab.semantic_head.output_channels=7'])
+    model = builder.build_model(config)
+    with pytest.raises(compat.CheckpointMismatchError) as error:
+        compat.restore_checkpoint(model, folder / 'train_ckpt',
+                                  expected='my_config.textproto')
+    message = str(error.value)
+    assert 'built from my_config.textproto' in message
+    assert 'shape mismatches (2)' in message
+    assert ('semantic_last_layer/kernel/.ATTRIBUTES/VARIABLE_VALUE: '
+            'checkpoint [1, 1, 40, 19], model [1, 1, 40, 7]') in message
+
+
+def test_restore_semantic_last_layer_false_keeps_other_classes(
+        restored_mobilenet):
+    folder, config, reference = restored_mobilenet
+    config = config_lib.load_config(
+        folder / f'{folder.name}.textproto',
+        ['model_options.panoptic_deeplab.semantic_head.output_channels=7'])
+    model = builder.build_model(config)
+    kernel_before = model.decoder._semantic_head.final_conv.kernel.numpy()
+    summary = compat.restore_checkpoint(model, folder / 'train_ckpt',
+                                        restore_semantic_last_layer=False)
+    assert set(summary.skipped.values()) == {
+        'restore_semantic_last_layer_from_initial_checkpoint is false'}
+    assert len(summary.skipped) == 2
+    np.testing.assert_array_equal(
+        model.decoder._semantic_head.final_conv.kernel.numpy(), kernel_before)
+    np.testing.assert_array_equal(model.encoder.variables[0].numpy(),
+                                  reference.encoder.variables[0].numpy())
+
+
+def test_missing_and_unexpected_variables_are_listed(restored_mobilenet,
+                                                     tmp_path):
+    folder, config, _ = restored_mobilenet
+    # Without the instance branch the model lacks what the checkpoint has.
+    semantic_only = builder.build_model(config_lib.load_config(
+        folder / f'{folder.name}.textproto',
+        ['model_options.panoptic_deeplab.instance.enable=false']))
+    with pytest.raises(compat.CheckpointMismatchError,
+                       match=r'checkpoint variables the model does not have '
+                       r'\(\d+\):\n    instance_center_head'):
+        compat.restore_checkpoint(semantic_only, folder / 'train_ckpt')
+    # The other way round: the model has variables the checkpoint lacks.
+    prefix = compat.save_model_checkpoint(semantic_only, tmp_path / 'sem')
+    full = builder.build_model(config)
+    with pytest.raises(compat.CheckpointMismatchError,
+                       match=r'model variables with no value in the '
+                       r'checkpoint \(\d+\):\n    instance_'):
+        compat.restore_checkpoint(full, prefix)
+
+
+def test_backbone_only_checkpoint_restores_the_encoder(restored_mobilenet,
+                                                       tmp_path):
+    _, config, reference = restored_mobilenet
+    prefix = tf.train.Checkpoint(encoder=reference.encoder).write(
+        str(tmp_path / 'imagenet'))
+    model = builder.build_model(config)
+    head_before = model.decoder._semantic_head.final_conv.kernel.numpy()
+    summary = compat.restore_checkpoint(model, prefix)
+    assert len(summary.restored) == len(reference.encoder.variables)
+    assert set(summary.skipped.values()) == {'backbone-only checkpoint'}
+    for ours, theirs in zip(model.encoder.variables,
+                            reference.encoder.variables):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(
+        model.decoder._semantic_head.final_conv.kernel.numpy(), head_before)
+
+
+def test_initial_checkpoint_from_model_options(restored_mobilenet,
+                                              fixtures_dir):
+    folder, config, reference = restored_mobilenet
+    config = config_lib.load_config(folder / f'{folder.name}.textproto', [
+        f'model_options.initial_checkpoint={folder / "train_ckpt"}',
+        'model_options.restore_instance_last_layer_from_initial_checkpoint='
+        'false'])
+    model = builder.build_model(config)
+    summary = compat.restore_initial_checkpoint(model, config.model_options)
+    assert len(summary.skipped) == 4  # two last layers, kernel + bias each
+    assert compat.restore_initial_checkpoint(
+        model, config_lib.load_config(
+            folder / f'{folder.name}.textproto',
+            ['model_options.initial_checkpoint=']).model_options) is None
+    placeholder = config_lib.load_config(
+        fixtures_dir / 'deeplab2/full_configs/mobilenet_v3_small_os16.textproto')
+    with pytest.raises(config_lib.UnresolvedPlaceholderError,
+                       match='model_options.initial_checkpoint is still'):
+        compat.restore_initial_checkpoint(model, placeholder.model_options)
+
+
+def test_convert_checkpoint_script(restored_mobilenet, tmp_path):
+    folder, _, _ = restored_mobilenet
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'scripts/convert_checkpoint.py'),
+         f'--config_file={folder / (folder.name + ".textproto")}',
+         f'--input={folder / "legacy_ckpt"}',
+         f'--output={tmp_path / "out" / "ckpt"}'],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '362 variables restored' in result.stdout
+    assert 'optimizer state' in result.stdout
+    assert (tmp_path / 'out' / 'ckpt.index').is_file()
