@@ -6,10 +6,13 @@ import statistics
 import time
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
+from deeplab2 import common
 from deeplab2 import config as config_lib
 from deeplab2.model import builder
+from deeplab2.model import postprocess as postprocess_lib
 
 
 def median_seconds(fn: Callable[[], object], runs: int, warmup: int) -> dict:
@@ -57,3 +60,84 @@ def network_forward(config_path: str, height: int, width: int,
 def _device_name() -> str:
     gpus = tf.config.list_logical_devices('GPU')
     return gpus[0].name if gpus else 'CPU'
+
+
+def synthetic_prediction(height: int = 1025, width: int = 2049,
+                         batch_size: int = 1, num_classes: int = 19,
+                         num_instances: int = 60, seed: int = 0) -> dict:
+    """A deterministic network-output dict with large stuff regions and
+    `num_instances` thing blobs (classes 11..18), their Gaussian centers and
+    offsets pointing at them: a stand-in for a Cityscapes prediction."""
+    rng = np.random.RandomState(seed)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    labels = np.zeros([height, width], np.int32)
+    # Stuff: sky, building, vegetation, sidewalk and road bands with a wavy
+    # boundary, so every class spans a large area.
+    bands = [10, 2, 8, 1, 0]
+    wave = (np.sin(cols / 97.0) * height / 30).astype(np.float32)
+    edges = np.linspace(0, height, len(bands) + 1)
+    for label, top in zip(bands, edges[:-1]):
+        labels[rows + wave >= top] = label
+    heatmap = np.zeros([height, width], np.float32)
+    offsets = np.zeros([height, width, 2], np.float32)
+    for _ in range(num_instances):
+        center_y, center_x = rng.uniform(0.3, 0.95) * height, rng.uniform(
+            0.02, 0.98) * width
+        radius_y, radius_x = rng.uniform(15, 60), rng.uniform(15, 90)
+        inside = ((rows - center_y) / radius_y) ** 2 + (
+            (cols - center_x) / radius_x) ** 2 <= 1
+        labels[inside] = rng.randint(11, 19)
+        offsets[inside] = np.stack([center_y - rows[inside],
+                                    center_x - cols[inside]], -1)
+        heatmap = np.maximum(heatmap, np.exp(
+            -((rows - center_y) ** 2 + (cols - center_x) ** 2) / 128.0))
+    logits = rng.normal(0, 0.5, [height, width, num_classes]).astype(
+        np.float32)
+    logits[rows.astype(int), cols.astype(int), labels] += 5.0
+    probs = tf.nn.softmax(logits).numpy()
+    tile = lambda array: np.repeat(array[None], batch_size, axis=0)
+    return {common.PRED_SEMANTIC_PROBS_KEY: tf.constant(tile(probs)),
+            common.PRED_CENTER_HEATMAP_KEY: tf.constant(tile(heatmap)),
+            common.PRED_OFFSET_MAP_KEY: tf.constant(tile(offsets))}
+
+
+def _rss_bytes(field: str) -> int:
+    for line in open('/proc/self/status'):
+        if line.startswith(field + ':'):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # resets VmHWM (peak RSS) to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def postprocess(config_path: str, height: int = 1025, width: int = 2049,
+                batch_sizes=(1, 4), runs: int = 7, warmup: int = 2) -> list:
+    """Post-processing time and peak extra memory (RSS above the level with
+    the inputs loaded) on synthetic_prediction, per batch size."""
+    config = config_lib.load_config(config_path)
+    processor = tf.function(postprocess_lib.build_postprocessor(config))
+    results = []
+    for batch_size in batch_sizes:
+        inputs = synthetic_prediction(height, width, batch_size)
+        result = {'config': str(config_path), 'input_shape':
+                  [batch_size, height, width], 'device': _device_name()}
+        # Peak RSS over every call, the first (tracing, XLA compilation)
+        # included, above the level with the inputs loaded.
+        measured = _reset_peak_rss()
+        before = _rss_bytes('VmRSS')
+        result['timing'] = median_seconds(lambda: processor(inputs), runs,
+                                          warmup)
+        if measured:
+            result['peak_extra_memory_bytes'] = _rss_bytes('VmHWM') - before
+        outputs = processor(inputs)
+        result['instances'] = int(tf.reduce_max(
+            outputs[common.PRED_INSTANCE_KEY]).numpy())
+        results.append(result)
+    return results
