@@ -1,9 +1,13 @@
-"""Benchmarks, printed (and optionally written) as JSON.
+"""Benchmarks, printed (and optionally written) as JSON. Every figure is a
+median over --runs timed runs after --warmup untimed ones.
 
-  python scripts/benchmark.py \
+  # Network forward (no post-processing) and build time:
+  python scripts/benchmark.py network \
     --config_file=configs/cityscapes/panoptic_deeplab/mobilenet_v3_small_os16.textproto \
     --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto \
-    --height=513 --width=1025 --runs=5 --warmup=2 --output=bench.json
+    --height=513 --width=1025
+  # Post-processing of a synthetic 1025x2049 prediction, batch 1 and 4:
+  python scripts/benchmark.py postprocess --batch_sizes=1,4
 """
 
 import json
@@ -14,23 +18,38 @@ from absl import flags
 
 from deeplab2 import benchmark
 
+_DEFAULT_CONFIG = 'configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto'
+
 _CONFIG_FILES = flags.DEFINE_multi_string(
-    'config_file', None, 'Experiment config(s) to benchmark.', required=True)
-_HEIGHT = flags.DEFINE_integer('height', 513, 'Input height.')
-_WIDTH = flags.DEFINE_integer('width', 1025, 'Input width.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 1, 'Batch size.')
-_RUNS = flags.DEFINE_integer('runs', 5, 'Timed runs (the median is reported).')
+    'config_file', [_DEFAULT_CONFIG], 'Experiment config(s) to benchmark.')
+_HEIGHT = flags.DEFINE_integer('height', None,
+                               'Input height (network: 513, postprocess: '
+                               '1025).')
+_WIDTH = flags.DEFINE_integer('width', None, 'Input width (1025 / 2049).')
+_BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['1'], 'Batch sizes.')
+_RUNS = flags.DEFINE_integer('runs', 7, 'Timed runs (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs first.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 
+_BENCHMARKS = ('network', 'postprocess')
+
 
 def main(argv):
-    del argv
-    results = [benchmark.network_forward(
-        path, _HEIGHT.value, _WIDTH.value, batch_size=_BATCH_SIZE.value,
-        runs=_RUNS.value, warmup=_WARMUP.value)
-        for path in _CONFIG_FILES.value]
-    text = json.dumps({'network_forward': results}, indent=2)
+    if len(argv) != 2 or argv[1] not in _BENCHMARKS:
+        raise app.UsageError(f'Name one benchmark: {" or ".join(_BENCHMARKS)}')
+    batch_sizes = [int(size) for size in _BATCH_SIZES.value]
+    if argv[1] == 'network':
+        results = [benchmark.network_forward(
+            path, _HEIGHT.value or 513, _WIDTH.value or 1025,
+            batch_size=size, runs=_RUNS.value, warmup=_WARMUP.value)
+            for path in _CONFIG_FILES.value for size in batch_sizes]
+    else:
+        results = [result for path in _CONFIG_FILES.value
+                   for result in benchmark.postprocess(
+                       path, _HEIGHT.value or 1025, _WIDTH.value or 2049,
+                       batch_sizes=batch_sizes, runs=_RUNS.value,
+                       warmup=_WARMUP.value)]
+    text = json.dumps({argv[1]: results}, indent=2)
     print(text)
     if _OUTPUT.value:
         with open(_OUTPUT.value, 'w') as f:
