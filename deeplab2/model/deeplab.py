@@ -27,12 +27,17 @@ class DeepLab(keras.Model):
         self.encoder = encoder
         self.decoder = decoder
 
-    def call(self, images, training=False):
-        """images: [B, H, W, 3] RGB in [0, 255] (any real dtype)."""
+    def call(self, images, training=False, output_size=None):
+        """images: [B, H, W, 3] RGB in [0, 255] (any real dtype).
+
+        output_size: [height, width] to resize the predictions to (default:
+        the input size); multi-scale inference resizes straight from the
+        decoder to the original size, as DeepLab2 does.
+        """
         normalized = tf.cast(images, tf.float32) / 127.5 - 1.0
         predictions = self.decoder(self.encoder(normalized, training=training),
                                    training=training)
-        size = _spatial_size(images)
+        size = _spatial_size(images) if output_size is None else output_size
         outputs = {}
         for key, value in predictions.items():
             value = tf.cast(value, tf.float32)
