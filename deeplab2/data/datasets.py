@@ -72,10 +72,11 @@ COCO_PANOPTIC = DatasetDescriptor(
 
 # The embedded synthetic dataset (deeplab2.data.demo): Cityscapes' label
 # space and file layout, converted by the Cityscapes converter, small enough
-# to generate on first use and to train on a CPU.
+# to generate on first use and to train on a CPU. Its shards are named by
+# the raw split folders the converter reads ('train', 'val').
 DEMO = DatasetDescriptor(
     name='demo',
-    splits_to_sizes={'train_fine': 64, 'val_fine': 16},
+    splits_to_sizes={'train': 64, 'val': 16},
     num_classes=CITYSCAPES_PANOPTIC.num_classes,
     ignore_label=CITYSCAPES_PANOPTIC.ignore_label,
     panoptic_label_divisor=CITYSCAPES_PANOPTIC.panoptic_label_divisor,

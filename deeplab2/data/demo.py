@@ -199,8 +199,10 @@ def _draw_ground(canvas, horizon, vanishing_x):
 
 
 def _scale_at(y_bottom, horizon, height):
-    """Apparent size of an object standing at row `y_bottom`."""
-    return 0.15 + 0.85 * (y_bottom - horizon) / max(height - horizon, 1)
+    """Apparent size of an object standing at row `y_bottom`, relative to
+    its size at the bottom of a 256-row image."""
+    depth = (y_bottom - horizon) / max(height - horizon, 1)
+    return (0.15 + 0.85 * depth) * height / 256
 
 
 def _draw_car(canvas, cx, y_bottom, scale, instance_id):
@@ -296,26 +298,32 @@ _THING_DRAWERS = {CAR: _draw_car, PERSON: _draw_person,
 
 def _plan_things(rng, horizon, height, width, ground_bottom):
     """(y_bottom, cx, label_id, is_crowd) of every thing, far to near."""
+    span = ground_bottom - horizon
+
+    def row(low, high):  # A row between two fractions of the ground.
+        return float(horizon + span * rng.uniform(low, high))
+
     things = []
     for _ in range(int(rng.integers(3, 9))):
         label_id = int(rng.choice(THING_LABEL_IDS, p=[0.4, 0.4, 0.2]))
-        y_bottom = float(rng.uniform(horizon + 12, ground_bottom))
-        things.append((y_bottom, float(rng.uniform(0, width)), label_id,
+        things.append((row(0.1, 1.0), float(rng.uniform(0, width)), label_id,
                        False))
     # A touching pair: a person or bicycle just in front of a car.
-    y_car = float(rng.uniform(horizon + 30, ground_bottom - 20))
-    x_car = float(rng.uniform(0.15, 0.85) * width)
+    y_car, x_car = row(0.2, 0.85), float(rng.uniform(0.15, 0.85) * width)
     things.append((y_car, x_car, CAR, False))
     scale = _scale_at(y_car, horizon, height)
-    things.append((min(y_car + 8, ground_bottom), x_car + rng.uniform(
-        -60, 60) * scale, int(rng.choice((PERSON, BICYCLE))), False))
+    things.append((min(y_car + 8 * scale, ground_bottom),
+                   x_car + rng.uniform(-60, 60) * scale,
+                   int(rng.choice((PERSON, BICYCLE))), False))
     if rng.uniform() < 0.6:  # A crowd: several shapes sharing one id.
         label_id = int(rng.choice((PERSON, CAR)))
-        y_crowd = float(rng.uniform(horizon + 10, horizon + 40))
+        y_crowd = row(0.08, 0.35)
         x_crowd = float(rng.uniform(0.1, 0.9) * width)
+        scale = _scale_at(y_crowd, horizon, height)
         for j in range(int(rng.integers(3, 6))):
-            things.append((y_crowd + rng.uniform(0, 8),
-                           x_crowd + j * rng.uniform(8, 16), label_id, True))
+            things.append((y_crowd + rng.uniform(0, 8) * scale,
+                           x_crowd + j * rng.uniform(20, 40) * scale,
+                           label_id, True))
     return sorted(things)
 
 
@@ -403,11 +411,11 @@ def generate_demo_cityscapes(root: str, num_train: int = 64,
             label_dir = os.path.join(root, 'gtFine', split, city)
             os.makedirs(image_dir, exist_ok=True)
             os.makedirs(label_dir, exist_ok=True)
-            Image.fromarray(rgb, 'RGB').save(
+            Image.fromarray(rgb).save(
                 os.path.join(image_dir, f'{name}_leftImg8bit.png'))
-            Image.fromarray(label_ids, 'L').save(
+            Image.fromarray(label_ids).save(
                 os.path.join(label_dir, f'{name}_gtFine_labelIds.png'))
-            Image.fromarray(instance_ids, 'I;16').save(
+            Image.fromarray(instance_ids).save(
                 os.path.join(label_dir, f'{name}_gtFine_instanceIds.png'))
     return root
 

@@ -34,7 +34,7 @@ def test_demo_shares_cityscapes_label_space():
     city = datasets.CITYSCAPES_PANOPTIC
     assert (demo.num_classes, demo.ignore_label, demo.panoptic_label_divisor,
             demo.thing_class_ids) == (19, 255, 1000, city.thing_class_ids)
-    assert set(demo.splits_to_sizes) == {'train_fine', 'val_fine'}
+    assert demo.splits_to_sizes == {'train': 64, 'val': 16}
 
 
 def test_cityscapes_thing_ids_agree_with_cityscapesscripts():
