@@ -1,0 +1,160 @@
+"""Preprocessing: DeepLab2's resize, scale, pad, crop and flip semantics."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2.data import preprocessing
+
+IGNORE = 255000
+
+
+def _image_and_label(height, width):
+    image = np.arange(height * width * 3, dtype=np.int64) % 256
+    image = image.reshape(height, width, 3).astype(np.uint8)
+    label = np.arange(height * width, dtype=np.int32).reshape(height, width, 1)
+    return tf.constant(image), tf.constant(label)
+
+
+@pytest.mark.parametrize('size,min_size,max_size,factor,expected', [
+    ((256, 512), None, (257, 513), None, (256, 512)),  # never upscales
+    ((1024, 2048), None, (513, 1025), None, (512, 1025)),  # 512.5 floors
+    ((1024, 2048), None, (513, 1025), 4, (513, 1025)),  # 4k + 1 sides
+    ((100, 200), 200, None, None, (200, 400)),  # both sides >= min
+    ((100, 200), [0], [0], None, (100, 200)),  # 0 means unset
+])
+def test_resize_to_range_size(size, min_size, max_size, factor, expected):
+    got = preprocessing.resize_to_range_size(tf.constant(size), min_size,
+                                             max_size, factor)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pad_puts_content_at_offset_and_fills_pad_values():
+    image, label = _image_and_label(2, 3)
+    padded, padded_label = preprocessing.pad_image_and_label(
+        tf.cast(image, tf.float32), label, 1, 2, 4, 6, IGNORE)
+    assert padded.shape == (4, 6, 3) and padded_label.shape == (4, 6, 1)
+    np.testing.assert_array_equal(padded[1:3, 2:5], image.numpy())
+    np.testing.assert_array_equal(padded_label[1:3, 2:5], label)
+    mask = np.ones([4, 6], bool)
+    mask[1:3, 2:5] = False
+    assert np.all(padded.numpy()[mask] == 127.5)
+    assert np.all(padded_label.numpy()[mask] == IGNORE)
+
+
+def test_pad_too_small_target_fails():
+    image, label = _image_and_label(4, 4)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        preprocessing.pad_image_and_label(
+            tf.cast(image, tf.float32), label, 1, 0, 4, 4, IGNORE)
+
+
+def test_crop_and_flip():
+    image, label = _image_and_label(5, 6)
+    cropped, cropped_label = preprocessing.crop_image_and_label(
+        image, label, 1, 2, 3, 4)
+    np.testing.assert_array_equal(cropped_label, label[1:4, 2:6])
+    flipped, flipped_label = preprocessing.flip_image_and_label(
+        cropped, cropped_label, tf.constant(True))
+    np.testing.assert_array_equal(flipped_label, label[1:4, 2:6][:, ::-1])
+    np.testing.assert_array_equal(flipped, image[1:4, 2:6][:, ::-1])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        preprocessing.crop_image_and_label(image, label, 3, 0, 3, 4)
+
+
+def test_eval_shrinks_to_fit_and_pads_bottom_right():
+    image, label = _image_and_label(20, 40)
+    resized, padded, padded_label = preprocessing.preprocess_image_and_label(
+        image, label, crop_height=11, crop_width=21, ignore_label=IGNORE,
+        is_training=False)
+    # min(11/20, 21/40) = 0.525 -> (10, 21).
+    assert resized.shape == (10, 21, 3) and resized.dtype == tf.float32
+    assert padded.shape == (11, 21, 3) and padded_label.shape == (11, 21, 1)
+    # Not bit-equal: padding subtracts and re-adds 127.5 (as DeepLab2 does),
+    # which rounds the non-integer pixels of a resized image.
+    np.testing.assert_allclose(padded[:10], resized, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(padded[:10], (resized - 127.5) + 127.5)
+    assert np.all(padded.numpy()[10] == 127.5)
+    assert np.all(padded_label.numpy()[10] == IGNORE)
+    # Aligned corners: the corner pixels are the input's corners.
+    assert padded_label[0, 0, 0] == 0
+    assert padded_label[9, 20, 0] == label[19, 39, 0]
+
+
+def test_max_resize_larger_than_crop_is_an_error():
+    image, label = _image_and_label(4, 4)
+    with pytest.raises(ValueError, match='max_resize_value'):
+        preprocessing.preprocess_image_and_label(
+            image, label, crop_height=3, crop_width=3, max_resize_value=5,
+            ignore_label=IGNORE, is_training=True)
+
+
+def test_training_layout_replay():
+    image, label = _image_and_label(3, 5)
+    layout = preprocessing.TrainingLayout((1, 0), (0, 1), True)
+    _, out, out_label = preprocessing.preprocess_image_and_label(
+        image, label, crop_height=4, crop_width=4, ignore_label=IGNORE,
+        is_training=True, layout=layout)
+    # Canvas max(size, crop) = 4x5 with one pad row on top; crop cols 1..4.
+    expected = np.full([4, 5, 1], IGNORE, np.int32)
+    expected[1:] = label
+    np.testing.assert_array_equal(out_label, expected[:, 1:5][:, ::-1])
+    assert np.all(out.numpy()[0] == 127.5)
+    assert out.shape == (4, 4, 3)
+
+
+def test_training_seed_is_reproducible_and_flip_probability_one_flips():
+    image, label = _image_and_label(9, 9)
+    kwargs = dict(crop_height=5, crop_width=5, ignore_label=IGNORE,
+                  is_training=True, min_scale_factor=0.5,
+                  max_scale_factor=2.0, scale_factor_step_size=0.25)
+    first = preprocessing.preprocess_image_and_label(
+        image, label, seed=[3, 4], **kwargs)
+    second = preprocessing.preprocess_image_and_label(
+        image, label, seed=[3, 4], **kwargs)
+    np.testing.assert_array_equal(first[2], second[2])
+    layout = preprocessing.draw_training_layout(
+        tf.constant([9, 9]), 5, 5, flip_probability=1.0, seed=[1, 2])
+    assert bool(layout.flip)
+    layout = preprocessing.draw_training_layout(
+        tf.constant([9, 9]), 5, 5, flip_probability=0.0, seed=[1, 2])
+    assert not bool(layout.flip)
+    assert 0 <= int(layout.crop_offset[0]) <= 4
+
+
+def test_random_scale_values():
+    assert preprocessing.random_scale(1.0, 1.0, 0.25) == 1.0
+    allowed = {0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0}
+    for i in range(10):
+        value = float(preprocessing.random_scale(0.5, 2.0, 0.25, seed=[i, 0]))
+        assert value in allowed
+    value = float(preprocessing.random_scale(0.5, 2.0, 0.0, seed=[0, 0]))
+    assert 0.5 <= value < 2.0
+    with pytest.raises(ValueError):
+        preprocessing.random_scale(2.0, 1.0, 0.0)
+
+
+def test_scale_truncates_size():
+    image, label = _image_and_label(10, 7)
+    scaled, scaled_label = preprocessing.scale_image_and_label(
+        tf.cast(image, tf.float32), label, tf.constant(0.5))
+    assert scaled.shape == (5, 3, 3) and scaled_label.shape == (5, 3, 1)
+    assert scaled_label.dtype == tf.int32
+
+
+def test_training_in_tf_data_with_random_scale():
+    image, label = _image_and_label(30, 40)
+
+    def preprocess(image, label):
+        return preprocessing.preprocess_image_and_label(
+            image, label, crop_height=17, crop_width=33,
+            min_scale_factor=0.5, max_scale_factor=2.0,
+            scale_factor_step_size=0.25, ignore_label=IGNORE,
+            is_training=True)[1:]
+
+    dataset = tf.data.Dataset.from_tensors((image, label)).repeat(4)
+    for out, out_label in dataset.map(preprocess):
+        assert out.shape == (17, 33, 3) and out_label.shape == (17, 33, 1)
+        # Labels are only moved or padded, never interpolated.
+        values = set(np.unique(out_label.numpy())) - {IGNORE}
+        assert values <= set(range(30 * 40))
