@@ -181,3 +181,40 @@ def raw_eval_labels(panoptic: tf.Tensor, *, label_divisor: int,
         common.GT_IS_CROWD_RAW: crowd,
         common.GT_SIZE_RAW: tf.shape(panoptic)[:2],
     }
+
+
+def thing_id_mask_and_class(panoptic: tf.Tensor, *, label_divisor: int,
+                            ignore_label: int, thing_ids: Sequence[int],
+                            max_thing_id: int = 128):
+    """MaX-DeepLab's thing-id annotations (DeepLab2's thing_id_mask_gt/class).
+
+    Instances (crowd excluded) are numbered 0, 1, ... in order of first
+    appearance in a row-major scan.
+
+    Args:
+      panoptic: [H, W] int32 processed label (crowd kept; removed here).
+    Returns:
+      (thing_id_mask [H, W] int32, -1 off instances; thing_id_class
+      [max_thing_id] float32 semantic ids, -1 padded; float32 as DeepLab2).
+    Raises:
+      InvalidArgumentError: more than `max_thing_id` instances.
+    """
+    panoptic = tf.cast(panoptic, tf.int32)
+    _, _, crowd = semantic_and_crowd(panoptic, label_divisor, thing_ids)
+    no_crowd = tf.where(crowd, ignore_label * label_divisor, panoptic)
+    ids, pixel_index = tf.unique(tf.reshape(no_crowd, [-1]))
+    is_instance = tf.logical_and(ids // label_divisor != ignore_label,
+                                 ids % label_divisor != 0)
+    thing_index = tf.cumsum(tf.cast(is_instance, tf.int32)) - 1
+    thing_index = tf.where(is_instance, thing_index, -1)
+    count = tf.reduce_sum(tf.cast(is_instance, tf.int32))
+    check = tf.debugging.assert_less_equal(
+        count, max_thing_id, message='more instances than max_thing_id')
+    with tf.control_dependencies([check]):
+        mask = tf.reshape(tf.gather(thing_index, pixel_index),
+                          tf.shape(panoptic))
+    classes = tf.cast(tf.boolean_mask(ids // label_divisor, is_instance),
+                      tf.float32)
+    classes = tf.pad(classes, [[0, max_thing_id - count]],
+                     constant_values=-1.0)
+    return mask, classes

@@ -19,6 +19,7 @@ from deeplab2 import dataset_pb2
 from deeplab2.data import datasets
 from deeplab2.data import preprocessing
 from deeplab2.data import sample_generator
+from deeplab2.data import targets
 
 CITYSCAPES = datasets.get_dataset_descriptor('cityscapes_panoptic')
 MINI = 'cityscapes_mini_crowd_as_ignore_false'
@@ -213,3 +214,16 @@ def test_bad_crop_size_is_named():
     with pytest.raises(ValueError, match='crop_size'):
         sample_generator.SampleOptions.from_dataset_options(
             _dataset_options('crop_size: 5'), CITYSCAPES)
+
+
+def test_thing_id_annotations_match_deeplab2(fixtures_dir):
+    layout = preprocessing.TrainingLayout((0, 0), (4, 22), True)
+    _, _, label = sample_generator.preprocess(
+        _testdata(fixtures_dir), _options((769, 769)), True, layout=layout)
+    mask, classes = targets.thing_id_mask_and_class(
+        label, label_divisor=1000, ignore_label=255,
+        thing_ids=CITYSCAPES.class_has_instances_list, max_thing_id=128)
+    reference = _reference(fixtures_dir, 'a_testdata_train')
+    _assert_matches({'thing_id_mask_gt': mask, 'thing_id_class_gt': classes},
+                    reference, skip=set(reference) - {'thing_id_mask_gt',
+                                                      'thing_id_class_gt'})

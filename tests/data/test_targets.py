@@ -112,3 +112,18 @@ def test_raw_eval_labels():
     np.testing.assert_array_equal(raw[common.GT_SEMANTIC_RAW], LABEL // 1000)
     np.testing.assert_array_equal(raw[common.GT_IS_CROWD_RAW], LABEL == 13000)
     np.testing.assert_array_equal(raw[common.GT_SIZE_RAW], [4, 10])
+
+
+def test_thing_id_mask_and_class_hand_worked_in_tf_data():
+    def compute(label):
+        return targets.thing_id_mask_and_class(
+            label, label_divisor=DIVISOR, ignore_label=IGNORE,
+            thing_ids=THINGS, max_thing_id=4)
+
+    mask, classes = next(iter(
+        tf.data.Dataset.from_tensors(LABEL).map(compute)))
+    # Row-major first appearance: 11001 then 13001; crowd 13000 is skipped.
+    expected = np.select([LABEL == 11001, LABEL == 13001], [0, 1], -1)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(classes, [11.0, 13.0, -1.0, -1.0])
+    assert classes.dtype == tf.float32
