@@ -22,6 +22,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -508,10 +509,27 @@ def demo_dataset_dir(cache_dir: Optional[str] = None, num_train: int = 64,
         f'{num_train}train_{num_val}val')
 
 
+_PARTIAL_INFIX = '.partial-'
+_STALE_PARTIAL_SECONDS = 3600
+
+
+def _remove_stale_partial_builds(parent: str, prefix: str) -> None:
+    now = time.time()
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if name.startswith(prefix) and os.path.isdir(path):
+            try:
+                stale = now - os.stat(path).st_mtime > _STALE_PARTIAL_SECONDS
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def materialize_demo_dataset(cache_dir: Optional[str] = None,
                              num_train: int = 64, num_val: int = 16,
                              seed: int = 0,
-                             num_workers: Optional[int] = None) -> str:
+                             num_workers: int = 1) -> str:
     """Generates and converts the demo dataset once; reuses it afterwards.
 
     The raw tree goes to `<dir>/cityscapes` and the shards, written by
@@ -519,7 +537,13 @@ def materialize_demo_dataset(cache_dir: Optional[str] = None,
     `<split>-%05d-of-%05d.tfrecord` for splits 'train' and 'val', to
     `<dir>/tfrecord`, with `<dir>` = `demo_dataset_dir(...)`. Everything is
     built in a temporary sibling folder and renamed when complete, so an
-    interrupted build never leaves a cache that looks finished.
+    interrupted build never leaves a cache that looks finished; partial
+    folders of a killed build are removed by a later build once they are an
+    hour old (a build takes seconds, so no running build loses its folder).
+
+    `num_workers` is passed to the converter. One is the default: the demo
+    is small, and worker processes are spawned, which needs callers'
+    scripts to guard their main code.
 
     Returns:
       the folder holding the TFRecord shards.
@@ -532,8 +556,9 @@ def materialize_demo_dataset(cache_dir: Optional[str] = None,
     from deeplab2.data import cityscapes
     parent = os.path.dirname(final_dir)
     os.makedirs(parent, exist_ok=True)
-    build_dir = tempfile.mkdtemp(
-        prefix=os.path.basename(final_dir) + '.partial-', dir=parent)
+    prefix = os.path.basename(final_dir) + _PARTIAL_INFIX
+    _remove_stale_partial_builds(parent, prefix)
+    build_dir = tempfile.mkdtemp(prefix=prefix, dir=parent)
     try:
         raw_dir = generate_demo_cityscapes(
             os.path.join(build_dir, 'cityscapes'), num_train, num_val, seed)

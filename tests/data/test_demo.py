@@ -220,6 +220,22 @@ def test_interrupted_build_leaves_no_cache(monkeypatch, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_stale_partial_builds_are_removed(monkeypatch, tmp_path):
+    folder = os.path.basename(demo.demo_dataset_dir(str(tmp_path), 1, 1))
+    stale = tmp_path / (folder + '.partial-old')
+    fresh = tmp_path / (folder + '.partial-running')
+    other = tmp_path / 'unrelated.partial-old'
+    for path in (stale, fresh, other):
+        path.mkdir()
+    os.utime(stale, (0, 0))
+    os.utime(other, (0, 0))
+    from deeplab2.data import cityscapes
+    monkeypatch.setattr(cityscapes, 'convert_cityscapes', None)
+    with pytest.raises(TypeError):
+        demo.materialize_demo_dataset(str(tmp_path), num_train=1, num_val=1)
+    assert sorted(os.listdir(tmp_path)) == sorted([fresh.name, other.name])
+
+
 def test_demo_descriptor_sizes_match_the_defaults():
     defaults = inspect.signature(demo.materialize_demo_dataset).parameters
     assert datasets.DEMO.splits_to_sizes == {
