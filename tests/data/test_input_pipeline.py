@@ -1,0 +1,121 @@
+"""The tf.data pipeline: batches of samples from TFRecords, eval keeps raw
+labels, seeds make it deterministic, sharding per input context, errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2 import common
+from deeplab2 import config as config_lib
+from deeplab2.data import demo
+from deeplab2.data import input_pipeline
+
+
+@pytest.fixture(scope='module')
+def demo_shards(tmp_path_factory):
+    cache = tmp_path_factory.mktemp('cache')
+    return demo.materialize_demo_dataset(cache_dir=str(cache), num_train=4,
+                                         num_val=2)
+
+
+def _options(file_pattern, **fields):
+    text = (f'dataset: "demo" file_pattern: "{file_pattern}" '
+            'crop_size: 129 crop_size: 257 batch_size: 2')
+    options = config_lib.ExperimentOptions().train_dataset_options
+    config_lib.text_format.Parse(text, options)
+    for name, value in fields.items():
+        setattr(options, name, value)
+    return options
+
+
+def test_training_batches_have_targets(demo_shards):
+    options = _options(f'{demo_shards}/train-*')
+    options.augmentations.min_scale_factor = 0.5
+    options.augmentations.max_scale_factor = 2.0
+    options.augmentations.scale_factor_step_size = 0.25
+    batch = next(iter(input_pipeline.build_dataset(options, is_training=True,
+                                                   seed=3)))
+    assert batch[common.IMAGE].shape == (2, 129, 257, 3)
+    assert batch[common.GT_SEMANTIC_KEY].shape == (2, 129, 257)
+    assert batch[common.GT_INSTANCE_CENTER_KEY].shape == (2, 129, 257)
+    assert batch[common.GT_INSTANCE_REGRESSION_KEY].shape == (2, 129, 257, 2)
+    for key in (common.SEMANTIC_LOSS_WEIGHT_KEY, common.CENTER_LOSS_WEIGHT_KEY,
+                common.REGRESSION_LOSS_WEIGHT_KEY):
+        assert batch[key].shape == (2, 129, 257)
+    semantic = batch[common.GT_SEMANTIC_KEY].numpy()
+    assert set(np.unique(semantic)) <= set(range(19)) | {255}
+
+
+def test_seed_makes_training_order_and_augmentation_repeatable(demo_shards):
+    options = _options(f'{demo_shards}/train-*')
+    options.augmentations.min_scale_factor = 0.5
+    options.augmentations.max_scale_factor = 2.0
+
+    def first_two(seed):
+        dataset = input_pipeline.build_dataset(options, True, seed=seed)
+        return [b[common.IMAGE].numpy() for b in dataset.take(2)]
+
+    a, b, c = first_two(7), first_two(7), first_two(8)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, z) for x, z in zip(a, c))
+
+
+def test_eval_is_one_ordered_pass_with_raw_labels(demo_shards):
+    options = _options(f'{demo_shards}/val-*', batch_size=1)
+    options.ClearField('crop_size')
+    options.crop_size.extend([257, 513])
+    batches = list(input_pipeline.build_dataset(options, is_training=False,
+                                                field='eval_dataset_options'))
+    assert len(batches) == 2
+    for batch in batches:
+        assert batch[common.GT_PANOPTIC_RAW].shape[1:3] == (256, 512)
+        assert batch[common.IMAGE].shape == (1, 257, 513, 3)
+        assert batch[common.IMAGE_NAME].dtype == tf.string
+    names = [b[common.IMAGE_NAME].numpy()[0] for b in batches]
+    assert names == sorted(names)
+
+
+def test_empty_demo_pattern_materializes_the_cache(demo_shards, monkeypatch):
+    calls = []
+    monkeypatch.setattr(demo, 'materialize_demo_dataset',
+                        lambda: calls.append(1) or demo_shards)
+    files = input_pipeline.resolve_files(_options(''), is_training=False)
+    assert calls == [1] and all('/val-' in f for f in files)
+
+
+def test_input_context_shards_files_and_batch(demo_shards):
+    options = _options(f'{demo_shards}/train-*', batch_size=4)
+    context = tf.distribute.InputContext(num_input_pipelines=2,
+                                         input_pipeline_id=1,
+                                         num_replicas_in_sync=2)
+    batch = next(iter(input_pipeline.build_dataset(
+        options, True, input_context=context, seed=1)))
+    assert batch[common.IMAGE].shape[0] == 2
+
+
+def test_errors_name_the_pattern_and_the_field(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        input_pipeline.resolve_files(_options(f'{tmp_path}/none-*'))
+    options = _options('${TRAIN_SET}')
+    with pytest.raises(config_lib.UnresolvedPlaceholderError,
+                       match='train_dataset_options.file_pattern'):
+        input_pipeline.resolve_files(options)
+    options = _options('')
+    options.dataset = 'cityscapes_panoptic'
+    with pytest.raises(config_lib.ConfigError,
+                       match='train_dataset_options.file_pattern is empty'):
+        input_pipeline.resolve_files(options)
+
+
+def test_truncated_tfrecord_is_named(demo_shards, tmp_path):
+    import glob
+    import shutil
+    shards = sorted(p for p in glob.glob(f'{demo_shards}/train-*')
+                    if tf.io.gfile.stat(p).length > 0)
+    broken = tmp_path / 'train-broken.tfrecord'
+    shutil.copy(shards[0], broken)
+    data = broken.read_bytes()
+    broken.write_bytes(data[:len(data) // 2])
+    found = input_pipeline.find_corrupt_files([shards[0], str(broken)])
+    assert [path for path, _ in found] == [str(broken)]
