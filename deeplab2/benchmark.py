@@ -2,6 +2,7 @@
 scripts/benchmark.py. Every figure is the median of several timed runs after
 warm-up runs (which absorb tracing and allocation)."""
 
+import os
 import statistics
 import time
 from typing import Callable
@@ -141,3 +142,71 @@ def postprocess(config_path: str, height: int = 1025, width: int = 2049,
             outputs[common.PRED_INSTANCE_KEY]).numpy())
         results.append(result)
     return results
+
+
+def write_synthetic_tfrecords(folder: str, num_examples: int = 8,
+                              height: int = 1024, width: int = 2048,
+                              num_shards: int = 4, seed: int = 0) -> str:
+    """Cityscapes-like PNG examples with panoptic labels (stuff bands and
+    ~40 thing blobs each) as TFRecord shards; returns their glob pattern."""
+    import io
+    from PIL import Image
+    from deeplab2.data import tfrecord
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    writers = [tf.io.TFRecordWriter(
+        os.path.join(folder, f'bench-{i:05d}-of-{num_shards:05d}.tfrecord'))
+        for i in range(num_shards)]
+    rows, cols = np.mgrid[0:height, 0:width]
+    for index in range(num_examples):
+        semantic = np.minimum(rows * 5 // height, 4) * 2  # stuff bands
+        panoptic = semantic.astype(np.int32) * 1000
+        for instance in range(1, 41):
+            y, x = rng.randint(height // 3, height), rng.randint(width)
+            radius = rng.randint(10, 80)
+            blob = (rows - y) ** 2 + (cols - x) ** 2 <= radius ** 2
+            panoptic[blob] = rng.randint(11, 19) * 1000 + instance
+        image = (rng.rand(height, width, 3) * 40 + (panoptic // 1000)[
+            ..., None] * 10).astype(np.uint8)
+        encoded = io.BytesIO()
+        Image.fromarray(image).save(encoded, format='PNG')
+        example = tfrecord.encode_example(encoded.getvalue(),
+                                          f'synthetic_{index:06d}', 'png',
+                                          height, width, panoptic)
+        writers[index % num_shards].write(example.SerializeToString())
+    for writer in writers:
+        writer.close()
+    return os.path.join(folder, 'bench-*.tfrecord')
+
+
+def input_pipeline_throughput(file_pattern: str, is_training: bool,
+                              batch_size: int = 2, crop=(1025, 2049),
+                              batches: int = 20, warmup: int = 3) -> dict:
+    """Images per second out of the input pipeline, and the peak RSS."""
+    from deeplab2.data import input_pipeline
+    options = config_lib.ExperimentOptions().train_dataset_options
+    options.dataset = 'cityscapes_panoptic'
+    options.file_pattern.append(file_pattern)
+    options.batch_size = batch_size
+    options.crop_size.extend(crop)
+    if is_training:
+        augmentations = options.augmentations
+        augmentations.min_scale_factor = 0.5
+        augmentations.max_scale_factor = 2.0
+        augmentations.scale_factor_step_size = 0.1
+        options.increase_small_instance_weights = True
+    _reset_peak_rss()
+    dataset = input_pipeline.build_dataset(options, is_training)
+    if not is_training:
+        dataset = dataset.repeat()
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    elapsed = time.perf_counter() - start
+    return {'mode': 'train' if is_training else 'eval',
+            'batch_size': batch_size, 'crop_size': list(crop),
+            'batches': batches, 'images_per_s': batches * batch_size / elapsed,
+            'peak_rss_bytes': _rss_bytes('VmHWM')}

@@ -8,10 +8,14 @@ median over --runs timed runs after --warmup untimed ones.
     --height=513 --width=1025
   # Post-processing of a synthetic 1025x2049 prediction, batch 1 and 4:
   python scripts/benchmark.py postprocess --batch_sizes=1,4
+  # Input pipeline throughput and peak RSS, training and eval, on synthetic
+  # 1024x2048 PNG examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
+  python scripts/benchmark.py input --batch_sizes=2
 """
 
 import json
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -31,18 +35,25 @@ _RUNS = flags.DEFINE_integer('runs', 7, 'Timed runs (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs first.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 
-_BENCHMARKS = ('network', 'postprocess')
+_BENCHMARKS = ('network', 'postprocess', 'input')
 
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in _BENCHMARKS:
-        raise app.UsageError(f'Name one benchmark: {" or ".join(_BENCHMARKS)}')
+        raise app.UsageError(f'Name one benchmark: {", ".join(_BENCHMARKS)}')
     batch_sizes = [int(size) for size in _BATCH_SIZES.value]
     if argv[1] == 'network':
         results = [benchmark.network_forward(
             path, _HEIGHT.value or 513, _WIDTH.value or 1025,
             batch_size=size, runs=_RUNS.value, warmup=_WARMUP.value)
             for path in _CONFIG_FILES.value for size in batch_sizes]
+    elif argv[1] == 'input':
+        with tempfile.TemporaryDirectory() as folder:
+            pattern = benchmark.write_synthetic_tfrecords(folder)
+            results = [benchmark.input_pipeline_throughput(
+                pattern, is_training, batch_size=size, batches=_RUNS.value * 3,
+                warmup=_WARMUP.value)
+                for is_training in (True, False) for size in batch_sizes]
     else:
         results = [result for path in _CONFIG_FILES.value
                    for result in benchmark.postprocess(

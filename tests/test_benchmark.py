@@ -55,4 +55,4 @@ def test_benchmark_cli_rejects_unknown_benchmark():
                                                  'scripts/benchmark.py'),
                              'training'], capture_output=True, text=True)
     assert result.returncode != 0
-    assert 'network or postprocess' in result.stderr
+    assert 'network, postprocess, input' in result.stderr

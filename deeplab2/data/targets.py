@@ -1,7 +1,7 @@
 """Panoptic-DeepLab training targets from a panoptic label, vectorized.
 
 Reproduces DeepLab2's PanopticSampleGenerator exactly, but with segment ops
-over `tf.unique` ids instead of a Python loop per instance. Labels are
+over dense id tables instead of a Python loop per instance. Labels are
 `semantic * label_divisor + instance`; a thing pixel with instance 0 is
 crowd.
 
@@ -60,34 +60,41 @@ def gaussian_window(sigma: float) -> np.ndarray:
     return np.exp(-squared / (2 * sigma ** 2)).astype(np.float32)
 
 
+# Semantic labels (void included) must be below this: the per-id tables
+# below span _MAX_SEMANTIC * label_divisor ids (256 000 for Cityscapes).
+_MAX_SEMANTIC = 256
+
+
 def instance_statistics(panoptic: tf.Tensor, label_divisor: int,
                         ignore_label: int):
-    """Per unique id of `panoptic`: is-instance, area and rounded center.
+    """Per panoptic id: is-instance, area and rounded center.
+
+    Ids index dense tables directly (no hashing: tf.unique dominated the
+    cost), so the computation is a few segment sums XLA can fuse.
 
     Args:
-      panoptic: [H, W] int32, crowd already replaced by void.
+      panoptic: [H, W] int32, crowd already replaced by void; ids below
+        _MAX_SEMANTIC * label_divisor.
     Returns:
-      pixel_index [H*W] int32 (index of each pixel's id), is_instance [N]
-      bool, area [N] int32, center [N, 2] int32 (y, x); N unique ids in
-      `tf.unique` (first appearance) order.
+      is_instance [N] bool, area [N] int32, center [N, 2] int32 (y, x), for
+      all N = _MAX_SEMANTIC * label_divisor ids (absent ids: area 0, not
+      instances).
     """
-    width = tf.shape(panoptic)[1]
-    ids, pixel_index = tf.unique(tf.reshape(panoptic, [-1]))
-    num_ids = tf.shape(ids)[0]
-    is_instance = tf.logical_and(ids // label_divisor != ignore_label,
-                                 ids % label_divisor != 0)
-    flat = tf.range(tf.size(panoptic, out_type=tf.int64), dtype=tf.int64)
-    width64 = tf.cast(width, tf.int64)
-    coords = tf.stack([flat // width64, flat % width64], axis=1)
-    area = tf.math.unsorted_segment_sum(
-        tf.ones_like(pixel_index), pixel_index, num_ids)
-    # Exact integer sums, then a float32 division: what DeepLab2's float32
-    # reduce_mean gives whenever its sums are exact (below 2**24).
-    coord_sum = tf.math.unsorted_segment_sum(coords, pixel_index, num_ids)
-    mean = (tf.cast(coord_sum, tf.float32) /
+    num_ids = _MAX_SEMANTIC * label_divisor
+    height, width = tf.shape(panoptic)[0], tf.shape(panoptic)[1]
+    flat = tf.reshape(panoptic, [-1])
+    area = tf.math.unsorted_segment_sum(tf.ones_like(flat), flat, num_ids)
+    rows = tf.repeat(tf.range(height, dtype=tf.int64), width)
+    cols = tf.tile(tf.range(width, dtype=tf.int64), [height])
+    # Exact integer sums, then DeepLab2's float32 mean and round-half-even.
+    sums = tf.stack([tf.math.unsorted_segment_sum(rows, flat, num_ids),
+                     tf.math.unsorted_segment_sum(cols, flat, num_ids)], 1)
+    mean = (tf.cast(sums, tf.float32) /
             tf.cast(tf.maximum(area, 1), tf.float32)[:, tf.newaxis])
-    center = tf.cast(tf.round(mean), tf.int32)
-    return pixel_index, is_instance, area, center
+    ids = tf.range(num_ids)
+    is_instance = ((area > 0) & (ids // label_divisor != ignore_label) &
+                   (ids % label_divisor != 0))
+    return is_instance, area, tf.cast(tf.round(mean), tf.int32)
 
 
 def center_heatmap(shape: tf.Tensor, centers: tf.Tensor,
@@ -132,42 +139,61 @@ def panoptic_targets(panoptic: tf.Tensor, *, label_divisor: int,
       GT_INSTANCE_REGRESSION_KEY [H, W, 2] float32 (dy, dx) and the three
       loss weights [H, W] float32.
     """
-    panoptic = tf.cast(panoptic, tf.int32)
+    maps, centers = _dense_targets(
+        tf.cast(panoptic, tf.int32), label_divisor=label_divisor,
+        ignore_label=ignore_label, thing_ids=tuple(thing_ids),
+        small_instance_threshold=small_instance_threshold,
+        small_instance_weight=small_instance_weight)
+    # The heatmap scatters a window per instance: a dynamic count, so it
+    # stays outside the compiled part.
+    maps[common.GT_INSTANCE_CENTER_KEY] = center_heatmap(
+        tf.shape(panoptic), centers, sigma)
+    return maps
+
+
+def _dense_targets_impl(panoptic, label_divisor, ignore_label, thing_ids,
+                        small_instance_threshold, small_instance_weight):
+    """Every per-pixel target but the heatmap, and the instance centers
+    [K, 2]; see panoptic_targets."""
     shape = tf.shape(panoptic)
     semantic, thing_mask, crowd = semantic_and_crowd(
         panoptic, label_divisor, thing_ids)
     no_crowd = tf.where(crowd, ignore_label * label_divisor, panoptic)
-    pixel_index, is_instance, area, center = instance_statistics(
+    is_instance, area, center = instance_statistics(
         no_crowd, label_divisor, ignore_label)
-
-    pixel_is_instance = tf.reshape(tf.gather(is_instance, pixel_index), shape)
-    pixel_center = tf.reshape(tf.gather(center, pixel_index),
-                              tf.concat([shape, [2]], 0))
+    pixel_is_instance = tf.gather(is_instance, no_crowd)
     coords = tf.stack(tf.meshgrid(tf.range(shape[0]), tf.range(shape[1]),
                                   indexing='ij'), axis=-1)
     offsets = tf.where(pixel_is_instance[..., tf.newaxis],
-                       pixel_center - coords, 0)
-
+                       tf.gather(center, no_crowd) - coords, 0)
     is_small = tf.logical_and(is_instance, area < small_instance_threshold)
-    pixel_is_small = tf.reshape(tf.gather(is_small, pixel_index), shape)
     semantic_weight = tf.where(
-        pixel_is_small, tf.cast(small_instance_weight, tf.float32), 1.0)
-
+        tf.gather(is_small, no_crowd),
+        tf.cast(small_instance_weight, tf.float32), 1.0)
     center_weight = tf.logical_and(tf.logical_not(crowd),
                                    semantic != ignore_label)
     regression_weight = tf.logical_and(tf.logical_not(crowd), thing_mask)
-    return {
+    maps = {
         common.GT_SEMANTIC_KEY: semantic,
         common.GT_PANOPTIC_KEY: panoptic,
         common.GT_IS_CROWD: crowd,
-        common.GT_INSTANCE_CENTER_KEY: center_heatmap(
-            shape, tf.boolean_mask(center, is_instance), sigma),
         common.GT_INSTANCE_REGRESSION_KEY: tf.cast(offsets, tf.float32),
         common.SEMANTIC_LOSS_WEIGHT_KEY: semantic_weight,
         common.CENTER_LOSS_WEIGHT_KEY: tf.cast(center_weight, tf.float32),
         common.REGRESSION_LOSS_WEIGHT_KEY: tf.cast(regression_weight,
                                                    tf.float32),
     }
+    return maps, is_instance, center
+
+
+def _dense_targets(panoptic, **kwargs):
+    maps, is_instance, center = _dense_targets_compiled(panoptic, **kwargs)
+    return maps, tf.boolean_mask(center, is_instance)
+
+
+# One fused XLA computation per crop size (the training crop is fixed).
+_dense_targets_compiled = tf.function(
+    _dense_targets_impl, jit_compile=True, reduce_retracing=True)
 
 
 def raw_eval_labels(panoptic: tf.Tensor, *, label_divisor: int,
