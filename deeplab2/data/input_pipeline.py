@@ -120,3 +120,25 @@ def find_corrupt_files(files) -> list[tuple[str, str]]:
         except tf.errors.DataLossError as error:
             corrupt.append((path, error.message))
     return corrupt
+
+
+class CorruptDataError(ValueError):
+    """Input TFRecords cannot be read; names the files."""
+
+
+def iterate(dataset: tf.data.Dataset, files):
+    """Iterates `dataset` eagerly; a read failure is re-raised as a
+    CorruptDataError naming the unreadable files among `files`."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            element = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError as error:
+            corrupt = find_corrupt_files(files) or [('?', error.message)]
+            listing = '\n'.join(f'  {path}: {message}'
+                                for path, message in corrupt)
+            raise CorruptDataError(
+                f'Cannot read the input TFRecords:\n{listing}') from error
+        yield element

@@ -119,3 +119,17 @@ def test_truncated_tfrecord_is_named(demo_shards, tmp_path):
     broken.write_bytes(data[:len(data) // 2])
     found = input_pipeline.find_corrupt_files([shards[0], str(broken)])
     assert [path for path, _ in found] == [str(broken)]
+
+
+def test_iterating_a_truncated_shard_names_it(demo_shards, tmp_path):
+    import glob
+    shard = next(p for p in sorted(glob.glob(f'{demo_shards}/val-*'))
+                 if tf.io.gfile.stat(p).length > 0)
+    broken = tmp_path / 'val-00000-of-00001.tfrecord'
+    data = open(shard, 'rb').read()
+    broken.write_bytes(data[:len(data) - 100])
+    options = _options(str(broken), batch_size=1)
+    files = input_pipeline.resolve_files(options)
+    dataset = input_pipeline.build_dataset(options, is_training=False)
+    with pytest.raises(input_pipeline.CorruptDataError, match=str(broken)):
+        list(input_pipeline.iterate(dataset, files))
