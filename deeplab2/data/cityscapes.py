@@ -13,23 +13,19 @@ DeepLab2's Example layout (see `tfrecord.py`). The test split has no labels.
 
 Images are prepared in worker processes. Every shard is written under a
 temporary name and renamed once complete, so an interrupted run can be
-started again: complete shards are kept, the rest are rewritten.
+started again: complete shards are kept, the rest are rewritten (see
+`sharded_writer.py`, shared with the COCO converter).
 """
 
-import collections
-import concurrent.futures
 import contextlib
 import glob
 import logging
-import math
-import multiprocessing
 import os
 import sys
-from typing import Iterable, Iterator, Optional, Sequence
-
-import tensorflow as tf
+from typing import Iterable, Optional
 
 from deeplab2.data import cityscapes_labels
+from deeplab2.data import sharded_writer
 from deeplab2.data import tfrecord
 
 _IMAGE_FOLDER = 'leftImg8bit'
@@ -37,11 +33,8 @@ _LABEL_FOLDER = 'gtFine'
 _IMAGE_SUFFIX = '_leftImg8bit.png'
 _SEMANTIC_SUFFIX = '_gtFine_labelTrainIds.png'
 _UNLABELED_SPLITS = ('test',)
-_INCOMPLETE_SUFFIX = '.incomplete'
 
-
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return '%s-%05d-of-%05d.tfrecord' % (split, index, num_shards)
+shard_name = sharded_writer.shard_name
 
 
 def _image_paths(cityscapes_root: str, split: str) -> list[str]:
@@ -140,98 +133,6 @@ def _to_example(prepared: cityscapes_labels.PreparedExample) -> bytes:
     return example.SerializeToString()
 
 
-def _count_records(path: str) -> Optional[int]:
-    """Records in a TFRecord file, or None when it is unreadable."""
-    try:
-        return sum(1 for _ in tf.data.TFRecordDataset(path))
-    except tf.errors.OpError:
-        return None
-
-
-def _is_complete(path: str, num_examples: int) -> bool:
-    # Shards appear under their final name only once fully written; the
-    # count also catches a shard left by a run with other settings.
-    return (os.path.isfile(path)
-            and _count_records(path) == num_examples)
-
-
-def _ordered_map(executor, jobs: Sequence, window: int) -> Iterator:
-    """Like executor.map, but with at most `window` results in memory."""
-    pending = collections.deque()
-    for job in jobs:
-        pending.append(executor.submit(cityscapes_labels.prepare_example,
-                                       job))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-@contextlib.contextmanager
-def _preparer(num_workers: int):
-    """Yields a function mapping jobs to prepared examples, in order."""
-    if num_workers <= 1:
-        yield lambda jobs: map(cityscapes_labels.prepare_example, jobs)
-        return
-    # spawn, not fork: forking a process that runs TensorFlow can deadlock.
-    # The workers import only NumPy and Pillow, so they start quickly.
-    context = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(
-            num_workers, mp_context=context) as executor:
-        try:
-            yield lambda jobs: _ordered_map(executor, jobs, 4 * num_workers)
-        except BaseException:
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
-class _Progress:
-    """A one-line stderr counter."""
-
-    def __init__(self, split: str, total: int, done: int, enabled: bool):
-        self.split, self.total, self.done = split, total, done
-        self.enabled = enabled
-
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        if self.enabled:
-            print(f'\rConverting {self.split}: {self.done}/{self.total}',
-                  end='' if self.done < self.total else '\n',
-                  file=sys.stderr, flush=True)
-
-
-def _write_shard(path: str, jobs: Sequence, prepare, progress) -> None:
-    temp_path = path + _INCOMPLETE_SUFFIX
-    try:
-        with tf.io.TFRecordWriter(temp_path) as writer:
-            for prepared in prepare(jobs):
-                writer.write(_to_example(prepared))
-                progress.advance()
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
-    os.replace(temp_path, path)
-
-
-def _plan_split(jobs: list, output_dir: str, split: str,
-                num_shards: int) -> tuple[list, list]:
-    """Returns (all shard paths, [(path, jobs)] of shards still to write)."""
-    per_shard = math.ceil(len(jobs) / num_shards)
-    shards = [(os.path.join(output_dir, shard_name(split, i, num_shards)),
-               jobs[i * per_shard:(i + 1) * per_shard])
-              for i in range(num_shards)]
-    todo = [(path, shard_jobs) for path, shard_jobs in shards
-            if not _is_complete(path, len(shard_jobs))]
-    for path in glob.glob(os.path.join(
-            output_dir, f'{split}-*{_INCOMPLETE_SUFFIX}')):
-        os.remove(path)  # Left by an interrupted run; rewritten below.
-    if len(todo) < num_shards:
-        logging.info('%s: keeping %d complete shards in %s', split,
-                     num_shards - len(todo), output_dir)
-    return [path for path, _ in shards], todo
-
-
 def convert_cityscapes(cityscapes_root: str,
                        output_dir: str,
                        splits: Iterable[str] = ('train', 'val'),
@@ -262,24 +163,14 @@ def convert_cityscapes(cityscapes_root: str,
     """
     if num_shards < 1:
         raise ValueError(f'num_shards must be positive, got {num_shards}.')
-    num_workers = num_workers or os.cpu_count() or 1
     os.makedirs(output_dir, exist_ok=True)
     # Every split is checked before anything is written.
     jobs_by_split = {split: _split_jobs(cityscapes_root, split,
                                         create_panoptic_data,
                                         treat_crowd_as_ignore)
                      for split in splits}
-    shard_paths, todo_by_split = {}, {}
-    for split, jobs in jobs_by_split.items():
-        shard_paths[split], todo_by_split[split] = _plan_split(
-            jobs, output_dir, split, num_shards)
-    remaining = sum(len(shard_jobs) for todo in todo_by_split.values()
-                    for _, shard_jobs in todo)
-    with _preparer(min(num_workers, max(remaining, 1))) as prepare:
-        for split, todo in todo_by_split.items():
-            total = len(jobs_by_split[split])
-            progress = _Progress(split, total, total - sum(
-                len(shard_jobs) for _, shard_jobs in todo), show_progress)
-            for path, shard_jobs in todo:
-                _write_shard(path, shard_jobs, prepare, progress)
-    return shard_paths
+    # Looked up here, not bound at import, so that tests can replace it.
+    return sharded_writer.write_splits(
+        jobs_by_split, output_dir, num_shards,
+        cityscapes_labels.prepare_example, _to_example,
+        num_workers=num_workers, show_progress=show_progress)
