@@ -58,7 +58,8 @@ def resolve_files(dataset_options, field: str = 'train_dataset_options',
 def build_dataset(dataset_options, is_training: bool,
                   field: str = 'train_dataset_options',
                   input_context: tf.distribute.InputContext | None = None,
-                  seed: int | None = None) -> tf.data.Dataset:
+                  seed: int | None = None,
+                  skip_batches: int = 0) -> tf.data.Dataset:
     """The batched dataset of samples (dicts keyed by deeplab2.common).
 
     Args:
@@ -69,6 +70,9 @@ def build_dataset(dataset_options, is_training: bool,
       input_context: from tf.distribute; selects this pipeline's shards and
         the per-replica batch size.
       seed: makes shuffling and augmentation deterministic.
+      skip_batches: batches already consumed (training resumed at that
+        step): their serialized records are skipped before decoding, so a
+        seeded run continues with the data it would have seen.
     """
     descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
     options = sample_generator.SampleOptions.from_dataset_options(
@@ -99,7 +103,7 @@ def build_dataset(dataset_options, is_training: bool,
             tfrecord.decode_example(record, decode_label=decode_label),
             options, is_training, seed=example_seed)
 
-    dataset = dataset.enumerate().map(
+    dataset = dataset.enumerate().skip(skip_batches * batch_size).map(
         to_sample, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=seed is not None or not is_training)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)

@@ -133,3 +133,13 @@ def test_iterating_a_truncated_shard_names_it(demo_shards, tmp_path):
     dataset = input_pipeline.build_dataset(options, is_training=False)
     with pytest.raises(input_pipeline.CorruptDataError, match=str(broken)):
         list(input_pipeline.iterate(dataset, files))
+
+
+def test_skip_batches_continues_a_seeded_stream(demo_shards):
+    options = _options(f'{demo_shards}/train-*')
+    full = input_pipeline.build_dataset(options, True, seed=4)
+    resumed = input_pipeline.build_dataset(options, True, seed=4,
+                                           skip_batches=2)
+    expected = [b[common.IMAGE].numpy() for b in full.take(3)][2]
+    got = next(iter(resumed))[common.IMAGE].numpy()
+    np.testing.assert_array_equal(got, expected)
