@@ -1,0 +1,131 @@
+"""Panoptic maps <-> the COCO panoptic format Cityscapes' evaluator reads.
+
+A prediction is a PNG whose RGB colour encodes a segment id
+(`R + 256 * G + 65536 * B`, 0 = void) plus a json entry listing the
+segments (`id`, `category_id`, `iscrowd`, `area`, `bbox`). The category ids
+must be those of the ground-truth json: train ids for DeepLab2's
+`*_trainId.json`, Cityscapes label ids for the benchmark server; pass
+`category_ids` to map train ids to the latter.
+
+Segment ids written here are `category_id * label_divisor + instance + 1`:
+unique, never 0, and readable back to the panoptic id.
+"""
+
+import json
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from deeplab2.evaluation import label_maps
+
+_MAX_SEGMENT_ID = 256 ** 3 - 1
+
+
+def segment_ids_to_rgb(segment_ids: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] colours of [H, W] segment ids."""
+    ids = np.asarray(segment_ids, np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256],
+                    axis=-1).astype(np.uint8)
+
+
+def rgb_to_segment_ids(rgb: np.ndarray) -> np.ndarray:
+    """int64 [H, W] segment ids of uint8 [H, W, 3] colours."""
+    rgb = np.asarray(rgb, np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def _bounding_boxes(index: np.ndarray, count: int) -> np.ndarray:
+    """[count, 4] COCO boxes (x, y, width, height) of segments 0..count-1.
+
+    Presence tables of (segment, row) and (segment, column) replace a
+    per-segment scan of the image.
+    """
+    height, width = index.shape
+    rows = np.bincount((index * height + np.arange(height)[:, None]).ravel(),
+                       minlength=count * height).reshape(count, height) > 0
+    cols = np.bincount((index * width + np.arange(width)[None, :]).ravel(),
+                       minlength=count * width).reshape(count, width) > 0
+    top, left = rows.argmax(axis=1), cols.argmax(axis=1)
+    bottom = height - rows[:, ::-1].argmax(axis=1)
+    right = width - cols[:, ::-1].argmax(axis=1)
+    return np.stack([left, top, right - left, bottom - top], axis=1)
+
+
+def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
+                         label_divisor: int,
+                         category_ids: Optional[Sequence[int]] = None,
+                         image_name: Optional[str] = None):
+    """Segment-id map and segments_info of one panoptic prediction.
+
+    Args:
+      panoptic: [H, W] int `class * label_divisor + instance`; class
+        `ignore_label` is void.
+      category_ids: category id of each class (default: the class id).
+    Returns:
+      (segment_ids [H, W] int64, 0 on void; list of segment dicts).
+    """
+    image = label_maps.image_label(image_name, 0) if image_name else 'unnamed'
+    panoptic = label_maps.check_label_map(panoptic, 'panoptic map', image)
+    label_maps.check_panoptic_ids(panoptic, 'panoptic map', image,
+                                  num_classes, ignore_label, label_divisor)
+    categories = np.arange(num_classes) if category_ids is None else (
+        np.asarray(category_ids, np.int64))
+    if categories.shape != (num_classes,):
+        raise ValueError(f'category_ids needs one id per class ({num_classes}),'
+                         f' got {categories.shape[0]}.')
+    bound = max(num_classes, ignore_label + 1) * label_divisor
+    ids, areas, index = label_maps.segment_table(panoptic, bound)
+    classes, instances = ids // label_divisor, ids % label_divisor
+    void = classes == ignore_label
+    segment_of_row = np.zeros(ids.size, np.int64)
+    segment_of_row[~void] = (categories[classes[~void]] * label_divisor
+                             + instances[~void] + 1)
+    if segment_of_row.size and segment_of_row.max() > _MAX_SEGMENT_ID:
+        raise ValueError(f'Image {image}: segment id {segment_of_row.max()} '
+                         'does not fit a 24-bit PNG colour.')
+    index = index.reshape(panoptic.shape)
+    boxes = _bounding_boxes(index, ids.size)
+    segments = [{
+        'id': int(segment_of_row[row]),
+        'category_id': int(categories[classes[row]]),
+        'iscrowd': 0,
+        'area': int(areas[row]),
+        'bbox': [int(v) for v in boxes[row]],
+    } for row in np.flatnonzero(~void)]
+    return segment_of_row[index], segments
+
+
+def write_panoptic_png(path: str, segment_ids: np.ndarray) -> None:
+    """Writes the RGB-encoded segment ids, via a temporary name."""
+    temporary = path + '.tmp.png'
+    Image.fromarray(segment_ids_to_rgb(segment_ids)).save(temporary)
+    os.replace(temporary, path)
+
+
+def read_panoptic_png(path: str) -> np.ndarray:
+    """int64 [H, W] segment ids of an RGB panoptic PNG."""
+    with Image.open(path) as image:
+        if image.mode != 'RGB':
+            raise ValueError(f'Panoptic PNG {path} must be RGB, got mode '
+                             f'{image.mode}.')
+        return rgb_to_segment_ids(np.asarray(image))
+
+
+def annotation(image_id: str, file_name: str, segments: list) -> dict:
+    """One image's entry of the json's `annotations` list."""
+    return {'image_id': image_id, 'file_name': file_name,
+            'segments_info': segments}
+
+
+def write_panoptic_json(path: str, annotations: list,
+                        categories: Optional[list] = None) -> None:
+    """Writes `{"annotations": ..., "categories": ...}`, via a temporary name."""
+    content = {'annotations': annotations}
+    if categories is not None:
+        content['categories'] = categories
+    temporary = path + '.tmp'
+    with open(temporary, 'w') as f:
+        json.dump(content, f)
+    os.replace(temporary, path)

@@ -1,0 +1,87 @@
+"""Mean intersection-over-union from a streaming confusion matrix."""
+
+from typing import Optional
+
+import numpy as np
+
+from deeplab2.evaluation import label_maps
+
+
+class MeanIoU:
+    """Per-class and mean IoU of semantic maps.
+
+    Ground-truth pixels labelled `ignore_label` are skipped. A prediction of
+    `ignore_label` (e.g. void from panoptic post-processing) on a labelled
+    pixel counts as a miss for the true class and a hit for no class.
+    Classes that appear neither in the ground truth nor in the prediction
+    are left out of the mean and are NaN in `per_class_iou`.
+    """
+
+    def __init__(self, num_classes: int, ignore_label: int):
+        if num_classes <= 0:
+            raise ValueError(f'num_classes must be positive, got {num_classes}.')
+        self.num_classes = num_classes
+        self.ignore_label = ignore_label
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        # Rows: true class; columns: predicted class, the last one void.
+        self.confusion_matrix = np.zeros(
+            (self.num_classes, self.num_classes + 1), np.int64)
+        self.num_images = 0
+
+    def merge_state(self, *others: 'MeanIoU') -> None:
+        for other in others:
+            self.confusion_matrix += other.confusion_matrix
+            self.num_images += other.num_images
+
+    def _class_index(self, semantic: np.ndarray, what: str, image: str):
+        """Classes as 0..num_classes-1, ignore_label as num_classes."""
+        index = semantic.astype(np.int64, copy=True)
+        outside = (index < 0) | (index >= self.num_classes)
+        if outside.any():
+            unknown = np.unique(index[outside & (index != self.ignore_label)])
+            if unknown.size:
+                raise ValueError(
+                    f'Image {image}: {what} has unknown class ids '
+                    f'{unknown.tolist()}; known classes are '
+                    f'0..{self.num_classes - 1} and the ignore label '
+                    f'{self.ignore_label}.')
+            index[outside] = self.num_classes
+        return index
+
+    def update_state(self, groundtruth_semantic, predicted_semantic,
+                     image_name: Optional[str] = None) -> None:
+        """Accumulates one image of [H, W] integer class maps."""
+        image = label_maps.image_label(image_name, self.num_images)
+        groundtruth = label_maps.check_label_map(
+            groundtruth_semantic, 'ground-truth semantic map', image)
+        prediction = label_maps.check_label_map(
+            predicted_semantic, 'predicted semantic map', image)
+        label_maps.check_same_shape(groundtruth, prediction, image)
+        true = self._class_index(groundtruth, 'ground-truth semantic map',
+                                 image).ravel()
+        predicted = self._class_index(prediction, 'predicted semantic map',
+                                      image).ravel()
+        labelled = true < self.num_classes
+        columns = self.num_classes + 1
+        self.confusion_matrix += np.bincount(
+            true[labelled] * columns + predicted[labelled],
+            minlength=self.num_classes * columns).reshape(
+                self.num_classes, columns)
+        self.num_images += 1
+
+    def result(self) -> dict:
+        """`miou` (fraction), `per_class_iou` and the confusion matrix."""
+        matrix = self.confusion_matrix
+        hits = np.diag(matrix[:, :self.num_classes]).astype(np.float64)
+        union = matrix.sum(axis=1) + matrix[:, :self.num_classes].sum(axis=0) - hits
+        valid = union > 0
+        per_class_iou = np.full(self.num_classes, np.nan)
+        per_class_iou[valid] = hits[valid] / union[valid]
+        miou = float(per_class_iou[valid].mean()) if valid.any() else 0.0
+        pixel_accuracy = (float(hits.sum() / matrix.sum()) if matrix.sum()
+                          else 0.0)
+        return {'miou': miou, 'per_class_iou': per_class_iou,
+                'per_class_valid': valid, 'pixel_accuracy': pixel_accuracy,
+                'confusion_matrix': matrix.copy()}
