@@ -256,7 +256,8 @@ def read_panoptic_json(json_path: str) -> dict[str, tuple[str, tuple]]:
             raise ValueError(f'{json_path}: malformed annotation '
                              f'{str(annotation)[:200]}: {error!r}') from error
         if image_id in image_ids:
-            raise ValueError(f'{json_path}: image id {image_id} appears twice.')
+            raise ValueError(
+                f'{json_path}: image id {image_id} appears twice.')
         image_ids.add(image_id)
         segments_by_stem[os.path.splitext(png_name)[0]] = (png_name, segments)
     return segments_by_stem

@@ -167,7 +167,8 @@ def write_splits(jobs_by_split: Mapping[str, Sequence],
             jobs, output_dir, split, num_shards)
     remaining = sum(len(shard_jobs) for todo in todo_by_split.values()
                     for _, shard_jobs in todo)
-    with preparer(prepare, min(num_workers, max(remaining, 1))) as prepare_jobs:
+    num_workers = min(num_workers, max(remaining, 1))
+    with preparer(prepare, num_workers) as prepare_jobs:
         for split, todo in todo_by_split.items():
             total = len(jobs_by_split[split])
             progress = Progress(split, total, total - sum(

@@ -303,6 +303,7 @@ def test_cli_with_worker_processes(coco_root, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.listdir(tmp_path / 'out') == ['train-00000-of-00001.tfrecord']
     assert 'Converting train: 2/2' in result.stderr
-    first = _decoded(str(tmp_path / 'out' / 'train-00000-of-00001.tfrecord'))[0]
+    shard = tmp_path / 'out' / 'train-00000-of-00001.tfrecord'
+    first = _decoded(str(shard))[0]
     np.testing.assert_array_equal(first['label'][..., 0],
                                   _expected_first(CAR * 256))
