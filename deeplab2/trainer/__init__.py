@@ -1,0 +1,1 @@
+"""Training: the CLI, the run modes, the train step, optimizers and schedules."""
