@@ -1,0 +1,239 @@
+"""Modes, checkpoints, summaries and progress around Trainer and Evaluator.
+
+run(config, mode, model_dir, strategy) is what the CLI calls:
+  train            train to training_number_of_steps
+  eval             evaluate the latest checkpoint once
+  train_and_eval   train, evaluating every eval_interval steps and at the end
+  continuous_eval  evaluate each new checkpoint until none arrives for
+                   continuous_eval_timeout seconds
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from deeplab2 import common
+from deeplab2 import compat
+from deeplab2 import loss as loss_lib
+from deeplab2.data import datasets
+from deeplab2.data import input_pipeline
+from deeplab2.model import builder
+from deeplab2.model import inference as inference_lib
+from deeplab2.trainer import evaluator as evaluator_lib
+from deeplab2.trainer import schedules
+from deeplab2.trainer import trainer as trainer_lib
+
+MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+
+
+@dataclasses.dataclass
+class _Session:
+    """Everything built once per run."""
+    model: object
+    optimizer: object
+    global_step: tf.Variable
+    manager: tf.train.CheckpointManager
+
+
+def run(config, mode: str, model_dir: str,
+        strategy: tf.distribute.Strategy | None = None,
+        seed: int | None = None, log_every_steps: int | None = None) -> dict:
+    """Runs `mode`; returns the last evaluation metrics (or train losses)."""
+    if mode not in MODES:
+        raise ValueError(f'--mode must be one of {", ".join(MODES)}, got '
+                         f'{mode!r}.')
+    strategy = strategy or tf.distribute.get_strategy()
+    os.makedirs(model_dir, exist_ok=True)
+    session = _build_session(config, model_dir, strategy)
+    if mode == 'eval':
+        _restore_latest(session)
+        return _evaluate(config, session, strategy, model_dir)
+    if mode == 'continuous_eval':
+        return _continuous_eval(config, session, strategy, model_dir)
+    _restore_or_initialize(config, session)
+    return _train(config, session, strategy, model_dir, seed,
+                  evaluate=mode == 'train_and_eval',
+                  log_every_steps=log_every_steps)
+
+
+def _build_session(config, model_dir, strategy) -> _Session:
+    trainer_options = config.trainer_options
+    with strategy.scope():
+        model = builder.build_model(config)
+        optimizer = schedules.build_optimizer(trainer_options.solver_options)
+        if keras.mixed_precision.global_policy().name == 'mixed_float16':
+            # float16 gradients underflow without dynamic loss scaling.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                  name='global_step')
+        checkpoint = tf.train.Checkpoint(global_step=global_step,
+                                         optimizer=optimizer,
+                                         **model.checkpoint_items)
+        manager = tf.train.CheckpointManager(
+            checkpoint, model_dir,
+            max_to_keep=trainer_options.num_checkpoints_to_keep,
+            step_counter=global_step,
+            checkpoint_interval=trainer_options.save_checkpoints_steps)
+    return _Session(model, optimizer, global_step, manager)
+
+
+def _restore_latest(session) -> bool:
+    latest = session.manager.latest_checkpoint
+    if latest:
+        session.manager.checkpoint.read(latest).expect_partial()
+        logging.info('Restored %s (step %d).', latest,
+                     int(session.global_step.numpy()))
+    return bool(latest)
+
+
+def _restore_or_initialize(config, session):
+    if not _restore_latest(session):
+        summary = compat.restore_initial_checkpoint(
+            session.model, config.model_options)
+        if summary is not None:
+            logging.info('%s', summary)
+
+
+def _train(config, session, strategy, model_dir, seed, evaluate,
+           log_every_steps):
+    trainer_options = config.trainer_options
+    solver = trainer_options.solver_options
+    total_steps = solver.training_number_of_steps
+    dataset_options = config.train_dataset_options
+    files = input_pipeline.resolve_files(dataset_options)
+    start_step = int(session.global_step.numpy())
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: input_pipeline.build_dataset(
+            dataset_options, is_training=True, input_context=context,
+            seed=seed, skip_batches=start_step))
+    descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
+    trainer = trainer_lib.Trainer(
+        strategy, session.model, _build_loss(config, descriptor),
+        session.optimizer, global_batch_size=dataset_options.batch_size,
+        gradient_transform=schedules.gradient_transform(
+            solver, session.model.encoder.trainable_variables))
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
+    iterator = iter(dataset)
+    step, losses, metrics = start_step, {}, {}
+    loop = max(1, trainer_options.steps_per_loop)
+    boundaries = [trainer_options.save_summaries_steps,
+                  trainer_options.save_checkpoints_steps]
+    eval_interval = config.evaluator_options.eval_interval
+    if evaluate:
+        boundaries.append(eval_interval)
+    started = time.perf_counter()
+    while step < total_steps:
+        num_steps = _steps_to_next_boundary(step, total_steps, loop,
+                                            boundaries)
+        loop_start = time.perf_counter()
+        try:
+            losses = trainer.train(iterator, num_steps)
+        except tf.errors.DataLossError as error:
+            corrupt = input_pipeline.find_corrupt_files(files)
+            raise input_pipeline.CorruptDataError(
+                f'Cannot read training data: {corrupt}') from error
+        trainer_lib.check_finite(losses, step + num_steps)
+        step += num_steps
+        session.global_step.assign(step)
+        elapsed = time.perf_counter() - loop_start
+        learning_rate = _current_learning_rate(session.optimizer)
+        images_per_s = num_steps * dataset_options.batch_size / elapsed
+        _log_progress(step, total_steps, losses, learning_rate, images_per_s,
+                      started, start_step)
+        with open(os.path.join(model_dir, 'train_log.jsonl'), 'a') as f:
+            f.write(json.dumps({'step': step, 'learning_rate': learning_rate,
+                                **losses}) + '\n')
+        if step % trainer_options.save_summaries_steps == 0 or (
+                step == total_steps):
+            _write_scalars(writer, step, {
+                **losses, 'learning_rate': learning_rate,
+                'steps_per_s': num_steps / elapsed,
+                'images_per_s': images_per_s})
+        session.manager.save(checkpoint_number=step,
+                             check_interval=step != total_steps)
+        if evaluate and (step % eval_interval == 0 or step == total_steps):
+            metrics = _evaluate(config, session, strategy, model_dir)
+    return metrics if evaluate else losses
+
+
+def _steps_to_next_boundary(step, total_steps, loop, boundaries) -> int:
+    """Steps for the next tf.function call: up to steps_per_loop, stopping
+    at the next summary/checkpoint/eval boundary and at the end."""
+    stop = min([total_steps, step + loop] + [
+        (step // every + 1) * every for every in boundaries if every > 0])
+    return stop - step
+
+
+def _build_loss(config, descriptor):
+    return loss_lib.build_loss(config, descriptor)
+
+
+def _current_learning_rate(optimizer) -> float:
+    rate = optimizer.learning_rate
+    if callable(rate):
+        rate = rate(optimizer.iterations)
+    return float(rate)
+
+
+def _log_progress(step, total, losses, learning_rate, images_per_s, started,
+                  start_step):
+    done = step - start_step
+    elapsed = time.perf_counter() - started
+    eta = elapsed / max(done, 1) * (total - step)
+    terms = ' '.join(f'{key}={value:.4f}' for key, value in losses.items())
+    logging.info('step %d/%d %s lr=%.3g %.1f images/s ETA %dm%02ds', step,
+                 total, terms, learning_rate, images_per_s, eta // 60,
+                 eta % 60)
+
+
+def _write_scalars(writer, step, values: dict):
+    with writer.as_default():
+        for key, value in values.items():
+            tf.summary.scalar(key, value, step=step)
+    writer.flush()
+
+
+def _evaluate(config, session, strategy, model_dir) -> dict:
+    dataset_options = config.eval_dataset_options
+    descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
+    dataset = input_pipeline.build_dataset(
+        dataset_options, is_training=False, field='eval_dataset_options')
+    inference = inference_lib.build_inference(config, session.model)
+    evaluator = evaluator_lib.Evaluator(strategy, inference, descriptor)
+    metrics = evaluator.evaluate(dataset,
+                                 config.evaluator_options.eval_steps)
+    step = int(session.global_step.numpy())
+    scalars = {key: float(value) for key, value in metrics.items()
+               if _is_scalar(value)}
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
+    _write_scalars(writer, step, scalars)
+    logging.info('eval at step %d: %s', step, ' '.join(
+        f'{key}={value:.4f}' for key, value in sorted(scalars.items())))
+    with open(os.path.join(model_dir, 'eval_results.json'), 'a') as f:
+        f.write(json.dumps({'step': step, **scalars}) + '\n')
+    return scalars
+
+
+def _is_scalar(value) -> bool:
+    try:
+        return tf.convert_to_tensor(value).shape.rank == 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _continuous_eval(config, session, strategy, model_dir) -> dict:
+    timeout = config.evaluator_options.continuous_eval_timeout
+    total = config.trainer_options.solver_options.training_number_of_steps
+    metrics = {}
+    for path in tf.train.checkpoints_iterator(
+            model_dir, timeout=None if timeout < 0 else timeout):
+        session.manager.checkpoint.read(path).expect_partial()
+        metrics = _evaluate(config, session, strategy, model_dir)
+        if int(session.global_step.numpy()) >= total:
+            break
+    return metrics

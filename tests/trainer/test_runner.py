@@ -1,0 +1,130 @@
+"""The training loop end to end on the demo dataset, tiny: train_and_eval,
+checkpoints, summaries, resume after SIGKILL, NaN guard, fine-tuning from a
+DeepLab2 checkpoint."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab2 import config as config_lib
+from deeplab2.data import demo
+from deeplab2.trainer import runner
+from deeplab2.trainer import trainer as trainer_lib
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEMO_CONFIG = (REPO_ROOT / 'configs/demo/'
+               'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
+
+
+@pytest.fixture(scope='module')
+def demo_tfrecords(tmp_path_factory):
+    cache = tmp_path_factory.mktemp('cache')
+    return demo.materialize_demo_dataset(cache_dir=str(cache), num_train=4,
+                                         num_val=2)
+
+
+def _tiny_overrides(shards, steps=4, every=2):
+    return [
+        f'train_dataset_options.file_pattern={shards}/train-*',
+        f'eval_dataset_options.file_pattern={shards}/val-*',
+        'train_dataset_options.crop_size=65,129',
+        'train_dataset_options.batch_size=2',
+        'model_options.backbone.backbone_width_multiplier=0.35',
+        f'trainer_options.solver_options.training_number_of_steps={steps}',
+        'trainer_options.solver_options.warmup_steps=0',
+        'trainer_options.steps_per_loop=1',
+        f'trainer_options.save_checkpoints_steps={every}',
+        f'trainer_options.save_summaries_steps={every}',
+        f'evaluator_options.eval_interval={steps}',
+    ]
+
+
+def _losses(model_dir):
+    lines = (pathlib.Path(model_dir) / 'train_log.jsonl').read_text()
+    return {entry['step']: entry for entry in map(json.loads,
+                                                  lines.splitlines())}
+
+
+def test_train_and_eval_writes_checkpoints_summaries_and_metrics(
+        demo_tfrecords, tmp_path):
+    config = config_lib.load_config(DEMO_CONFIG,
+                                    _tiny_overrides(demo_tfrecords))
+    metrics = runner.run(config, 'train_and_eval', str(tmp_path), seed=1)
+    assert {'pq', 'sq', 'rq', 'miou'} <= set(metrics)
+    assert 0.0 <= metrics['pq'] <= 1.0
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith('ckpt-4')
+    assert (tmp_path / 'train').is_dir() and (tmp_path / 'eval').is_dir()
+    losses = _losses(tmp_path)
+    assert sorted(losses) == [1, 2, 3, 4]
+    assert all(np.isfinite(entry['total_loss']) for entry in losses.values())
+    # Eval mode on the finished model_dir reads the same checkpoint.
+    again = runner.run(config, 'eval', str(tmp_path))
+    assert again['pq'] == pytest.approx(metrics['pq'])
+
+
+def _train_command(model_dir, shards, steps):
+    overrides = [f'--config_override={o}'
+                 for o in _tiny_overrides(shards, steps=steps, every=2)]
+    return [sys.executable, '-m', 'deeplab2.trainer.train',
+            f'--config_file={DEMO_CONFIG}', '--mode=train',
+            f'--model_dir={model_dir}', '--seed=3', *overrides]
+
+
+def test_resume_after_sigkill_continues_the_same_run(demo_tfrecords,
+                                                     tmp_path):
+    straight, killed = tmp_path / 'straight', tmp_path / 'killed'
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
+    subprocess.run(_train_command(straight, demo_tfrecords, 6), check=True,
+                   env=env, cwd=REPO_ROOT, capture_output=True)
+    process = subprocess.Popen(_train_command(killed, demo_tfrecords, 6),
+                               env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / 'ckpt-4.index').exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    subprocess.run(_train_command(killed, demo_tfrecords, 6), check=True,
+                   env=env, cwd=REPO_ROOT, capture_output=True)
+    expected, resumed = _losses(straight), _losses(killed)
+    last_saved = max(step for step in resumed if step <= 4)
+    first_resumed = last_saved + 1
+    assert resumed[first_resumed]['total_loss'] == pytest.approx(
+        expected[first_resumed]['total_loss'], rel=1e-5)
+    assert tf.train.latest_checkpoint(str(killed)).endswith('ckpt-6')
+
+
+def test_non_finite_loss_names_step_and_term():
+    with pytest.raises(trainer_lib.NonFiniteLossError,
+                       match=r'step 7: center_loss=nan'):
+        trainer_lib.check_finite({'semantic_loss': 1.0,
+                                  'center_loss': float('nan')}, 7)
+
+
+def test_fine_tunes_from_a_deeplab2_checkpoint(demo_tfrecords, tmp_path,
+                                               fixtures_dir):
+    name = 'mobilenet_v3_small_os16_narrow'
+    folder = fixtures_dir / 'deeplab2' / name
+    overrides = [o for o in _tiny_overrides(demo_tfrecords, steps=1)
+                 if 'width_multiplier' not in o] + [
+        f'model_options.initial_checkpoint={folder / "train_ckpt"}']
+    config = config_lib.load_config(folder / f'{name}.textproto', overrides)
+    config.train_dataset_options.dataset = 'demo'
+    config.eval_dataset_options.dataset = 'demo'
+    losses = runner.run(config, 'train', str(tmp_path), seed=0)
+    assert np.isfinite(losses['total_loss'])
+
+
+def test_steps_to_next_boundary():
+    assert runner._steps_to_next_boundary(0, 100, 10, [25, 40]) == 10
+    assert runner._steps_to_next_boundary(20, 100, 10, [25, 40]) == 5
+    assert runner._steps_to_next_boundary(95, 100, 10, [200]) == 5
