@@ -38,6 +38,11 @@ class Trainer:
         self.optimizer = optimizer
         self.global_batch_size = global_batch_size
         self.gradient_transform = gradient_transform
+        # Create the optimizer's slots now, outside any tf.function: Keras
+        # builds them lazily otherwise, and creating variables inside a
+        # distributed tf.function breaks under MirroredStrategy.
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
         self._train_loop = tf.function(self._loop)
 
     def train(self, iterator, num_steps: int) -> dict:

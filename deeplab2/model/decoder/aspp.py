@@ -133,7 +133,7 @@ class ASPP(base.Layer):
         x = tf.concat([branch(inputs, training=training)
                        for branch in branches], axis=3)
         x = self._proj_conv_bn_act(x, training=training)
-        if training:
+        if training and _PROJECTION_DROPOUT > 0:
             # tf.nn.dropout rather than keras.layers.Dropout: the latter owns
             # a seed variable that DeepLab2 checkpoints do not have.
             x = tf.nn.dropout(x, rate=_PROJECTION_DROPOUT)

@@ -1,0 +1,79 @@
+"""MirroredStrategy over two logical CPUs trains like one device with the
+same global batch (sync batch norm on).
+
+Runs in a child process: splitting the CPU into logical devices must happen
+before TensorFlow initializes them.
+"""
+
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+_SCRIPT = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from deeplab2 import common, config as config_lib
+    from deeplab2.data import datasets
+    from deeplab2.loss import build_loss
+    from deeplab2.model import builder
+    from deeplab2.trainer import schedules, trainer as trainer_lib
+    from deeplab2.model.decoder import aspp
+    # ASPP dropout draws different masks per replica; off for this check.
+    aspp._PROJECTION_DROPOUT = 0.0
+
+    config = config_lib.load_config(sys.argv[1], [
+        'model_options.backbone.backbone_width_multiplier=0.35',
+        'trainer_options.solver_options.use_sync_batchnorm=true',
+        'trainer_options.solver_options.optimizer=sgd',
+        'trainer_options.solver_options.base_learning_rate=0.01'])
+    rng = np.random.RandomState(0)
+    labels = rng.choice([0, 1, 11, 13], size=[4, 33, 49]).astype(np.int32)
+    batch = {
+        common.IMAGE: rng.uniform(0, 255, [4, 33, 49, 3]).astype('float32'),
+        common.GT_SEMANTIC_KEY: labels,
+        common.GT_INSTANCE_CENTER_KEY: rng.uniform(0, 1, [4, 33, 49]).astype('float32'),
+        common.GT_INSTANCE_REGRESSION_KEY: rng.normal(0, 5, [4, 33, 49, 2]).astype('float32'),
+        common.SEMANTIC_LOSS_WEIGHT_KEY: np.ones([4, 33, 49], 'float32'),
+        common.CENTER_LOSS_WEIGHT_KEY: np.ones([4, 33, 49], 'float32'),
+        common.REGRESSION_LOSS_WEIGHT_KEY: np.ones([4, 33, 49], 'float32'),
+    }
+
+    def train(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = builder.build_model(config)
+            optimizer = schedules.build_optimizer(
+                config.trainer_options.solver_options)
+        loss = build_loss(config, datasets.CITYSCAPES_PANOPTIC)
+        trainer = trainer_lib.Trainer(strategy, model, loss, optimizer, 4)
+        data = tf.data.Dataset.from_tensors(batch).repeat()
+        iterator = iter(strategy.experimental_distribute_dataset(data))
+        losses = trainer.train(iterator, 3)
+        return losses, [v.numpy() for v in model.weights]
+
+    one, one_weights = train(tf.distribute.OneDeviceStrategy('/cpu:0'))
+    two, two_weights = train(tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one_weights, two_weights))
+    print('losses', one['total_loss'], two['total_loss'])
+    print('max weight difference', worst)
+    assert abs(one['total_loss'] - two['total_loss']) < 1e-4 * abs(one['total_loss'])
+    assert worst < 1e-4, worst
+''')
+
+
+def test_mirrored_two_replicas_equal_one_device():
+    config = (REPO_ROOT / 'configs/demo/'
+              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
+    result = subprocess.run([sys.executable, '-c', _SCRIPT, str(config)],
+                            capture_output=True, text=True, timeout=600,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, (result.stdout[-2000:] +
+                                    result.stderr[-4000:])
