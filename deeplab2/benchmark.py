@@ -210,3 +210,40 @@ def input_pipeline_throughput(file_pattern: str, is_training: bool,
             'batch_size': batch_size, 'crop_size': list(crop),
             'batches': batches, 'images_per_s': batches * batch_size / elapsed,
             'peak_rss_bytes': _rss_bytes('VmHWM')}
+
+
+def train_step(config_path: str, height: int = 257, width: int = 513,
+               batch_size: int = 1, runs: int = 7, warmup: int = 2) -> dict:
+    """Time of one training step (forward, loss, backward, optimizer
+    update) on a synthetic batch, for the config's model, loss and solver."""
+    from deeplab2.data import datasets
+    from deeplab2.loss import build_loss
+    from deeplab2.trainer import schedules
+    from deeplab2.trainer import trainer as trainer_lib
+    config = config_lib.load_config(config_path)
+    strategy = tf.distribute.get_strategy()
+    model = builder.build_model(config)
+    optimizer = schedules.build_optimizer(config.trainer_options.solver_options)
+    loss = build_loss(config, datasets.get_dataset_descriptor(
+        config.train_dataset_options.dataset))
+    trainer = trainer_lib.Trainer(strategy, model, loss, optimizer,
+                                  batch_size)
+    rng = np.random.RandomState(0)
+    shape = [batch_size, height, width]
+    batch = {
+        common.IMAGE: rng.uniform(0, 255, shape + [3]).astype(np.float32),
+        common.GT_SEMANTIC_KEY: rng.randint(0, 19, shape).astype(np.int32),
+        common.GT_INSTANCE_CENTER_KEY: rng.uniform(0, 1, shape).astype(
+            np.float32),
+        common.GT_INSTANCE_REGRESSION_KEY: rng.normal(
+            0, 10, shape + [2]).astype(np.float32),
+        common.SEMANTIC_LOSS_WEIGHT_KEY: np.ones(shape, np.float32),
+        common.CENTER_LOSS_WEIGHT_KEY: np.ones(shape, np.float32),
+        common.REGRESSION_LOSS_WEIGHT_KEY: np.ones(shape, np.float32),
+    }
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    result = {'config': str(config_path), 'input_shape': shape + [3],
+              'device': _device_name()}
+    result['step'] = median_seconds(lambda: trainer.train(iterator, 1), runs,
+                                    warmup)
+    return result

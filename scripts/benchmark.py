@@ -11,6 +11,8 @@ median over --runs timed runs after --warmup untimed ones.
   # Input pipeline throughput and peak RSS, training and eval, on synthetic
   # 1024x2048 PNG examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
   python scripts/benchmark.py input --batch_sizes=2
+  # Training step time (batch 1, crop 257x513 by default):
+  python scripts/benchmark.py train --config_file=... --config_file=...
 """
 
 import json
@@ -35,7 +37,7 @@ _RUNS = flags.DEFINE_integer('runs', 7, 'Timed runs (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs first.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 
-_BENCHMARKS = ('network', 'postprocess', 'input')
+_BENCHMARKS = ('network', 'postprocess', 'input', 'train')
 
 
 def main(argv):
@@ -46,6 +48,11 @@ def main(argv):
         results = [benchmark.network_forward(
             path, _HEIGHT.value or 513, _WIDTH.value or 1025,
             batch_size=size, runs=_RUNS.value, warmup=_WARMUP.value)
+            for path in _CONFIG_FILES.value for size in batch_sizes]
+    elif argv[1] == 'train':
+        results = [benchmark.train_step(
+            path, _HEIGHT.value or 257, _WIDTH.value or 513, batch_size=size,
+            runs=_RUNS.value, warmup=_WARMUP.value)
             for path in _CONFIG_FILES.value for size in batch_sizes]
     elif argv[1] == 'input':
         with tempfile.TemporaryDirectory() as folder:

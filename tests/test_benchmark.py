@@ -55,4 +55,12 @@ def test_benchmark_cli_rejects_unknown_benchmark():
                                                  'scripts/benchmark.py'),
                              'training'], capture_output=True, text=True)
     assert result.returncode != 0
-    assert 'network, postprocess, input' in result.stderr
+    assert 'network, postprocess, input, train' in result.stderr
+
+
+def test_train_step_benchmark_times_a_step():
+    config = (REPO_ROOT / 'configs/demo/'
+              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
+    result = benchmark.train_step(str(config), 65, 97, runs=1, warmup=1)
+    assert result['input_shape'] == [1, 65, 97, 3]
+    assert result['step']['median_s'] > 0
