@@ -51,7 +51,10 @@ def run(config, mode: str, model_dir: str,
     os.makedirs(model_dir, exist_ok=True)
     session = _build_session(config, model_dir, strategy)
     if mode == 'eval':
-        _restore_latest(session)
+        if not _restore_latest(session):
+            raise FileNotFoundError(
+                f'--mode=eval found no checkpoint in {model_dir}; train '
+                'first or point --model_dir at a training run.')
         return _evaluate(config, session, strategy, model_dir)
     if mode == 'continuous_eval':
         return _continuous_eval(config, session, strategy, model_dir)

@@ -130,3 +130,10 @@ def test_steps_to_next_boundary():
     assert runner._steps_to_next_boundary(0, 100, 10, [25, 40]) == 10
     assert runner._steps_to_next_boundary(20, 100, 10, [25, 40]) == 5
     assert runner._steps_to_next_boundary(95, 100, 10, [200]) == 5
+
+
+def test_eval_without_checkpoint_names_the_model_dir(tmp_path):
+    config = config_lib.load_config(DEMO_CONFIG, [
+        'model_options.backbone.backbone_width_multiplier=0.35'])
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        runner.run(config, 'eval', str(tmp_path))
