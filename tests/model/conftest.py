@@ -77,19 +77,9 @@ def layer_harness():
 # Checkpoint layout helpers: compare our object paths with the manifests of
 # DeepLab2 checkpoints in ../shared/fixtures/deeplab2.
 
-_VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
-
-
-def deeplab2_key(our_key: str) -> str:
-    """Our tf.train.Checkpoint key, in DeepLab2's spelling.
-
-    Keras 3 stores a Conv2D kernel under the attribute `_kernel` and a
-    DepthwiseConv2D kernel under `kernel`; tf.keras called them `kernel` and
-    `depthwise_kernel`. Every other path segment is the same by design.
-    """
-    key = our_key.replace('/_kernel/', '/kernel/')
-    return key.replace('/_depthwise_conv/kernel/',
-                       '/_depthwise_conv/depthwise_kernel/')
+# The loader's own spelling rules: the layout tests check what it relies on.
+from deeplab2.compat.naming import VALUE_SUFFIX as _VALUE_SUFFIX  # noqa: E402
+from deeplab2.compat.naming import deeplab2_key  # noqa: E402
 
 
 def read_manifest(path, prefix: str = '') -> dict:
