@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2.data import datasets
+from deeplab2.evaluation import InstanceAP
 from deeplab2.evaluation import MeanIoU
 from deeplab2.evaluation import PanopticQuality
 
@@ -18,6 +19,11 @@ def build_metrics(descriptor: datasets.DatasetDescriptor,
                                descriptor.ignore_label)}
     if panoptic:
         metrics['pq'] = PanopticQuality(
+            num_classes=descriptor.num_classes,
+            ignore_label=descriptor.ignore_label,
+            label_divisor=descriptor.panoptic_label_divisor,
+            thing_class_ids=descriptor.class_has_instances_list)
+        metrics['ap'] = InstanceAP(
             num_classes=descriptor.num_classes,
             ignore_label=descriptor.ignore_label,
             label_divisor=descriptor.panoptic_label_divisor,
@@ -97,9 +103,14 @@ class Evaluator:
                 inputs[common.GT_SEMANTIC_RAW][i],
                 restore(common.PRED_SEMANTIC_KEY), image_name=name)
             if 'pq' in metrics:
+                panoptic = restore(common.PRED_PANOPTIC_KEY)
                 metrics['pq'].update_state(
-                    inputs[common.GT_PANOPTIC_RAW][i],
-                    restore(common.PRED_PANOPTIC_KEY), image_name=name)
+                    inputs[common.GT_PANOPTIC_RAW][i], panoptic,
+                    image_name=name)
+                metrics['ap'].update_state(
+                    inputs[common.GT_PANOPTIC_RAW][i], panoptic,
+                    restore(common.PRED_INSTANCE_SCORES_KEY),
+                    image_name=name)
 
 
 def _to_host(strategy, values) -> dict:

@@ -14,11 +14,13 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from deeplab2 import common
 from deeplab2 import compat
+from deeplab2 import vis
 from deeplab2 import loss as loss_lib
 from deeplab2.data import datasets
 from deeplab2.data import input_pipeline
@@ -208,18 +210,54 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
         dataset_options, is_training=False, field='eval_dataset_options')
     inference = inference_lib.build_inference(config, session.model)
     evaluator = evaluator_lib.Evaluator(strategy, inference, descriptor)
-    metrics = evaluator.evaluate(dataset,
-                                 config.evaluator_options.eval_steps)
     step = int(session.global_step.numpy())
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
+    visualize = _image_summaries(writer, step, descriptor,
+                                 config.evaluator_options.num_vis_samples)
+    metrics = evaluator.evaluate(dataset,
+                                 config.evaluator_options.eval_steps,
+                                 on_batch=visualize)
     scalars = {key: float(value) for key, value in metrics.items()
                if _is_scalar(value)}
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
     _write_scalars(writer, step, scalars)
     logging.info('eval at step %d: %s', step, ' '.join(
         f'{key}={value:.4f}' for key, value in sorted(scalars.items())))
     with open(os.path.join(model_dir, 'eval_results.json'), 'a') as f:
         f.write(json.dumps({'step': step, **scalars}) + '\n')
     return scalars
+
+
+def _image_summaries(writer, step, descriptor, num_samples):
+    """on_batch callback writing the first num_samples eval images with
+    their colored predictions and ground truth to TensorBoard."""
+    palette = vis.colormap(descriptor.colormap)
+    written = [0]
+
+    def write(inputs, predictions):
+        for i in range(len(inputs[common.IMAGE])):
+            if written[0] >= num_samples:
+                return
+            image = np.clip(inputs[common.IMAGE][i], 0, 255).astype(np.uint8)
+            panels = [image, vis.colorize_semantic(
+                predictions[common.PRED_SEMANTIC_KEY][i], palette,
+                descriptor.ignore_label)]
+            if common.PRED_PANOPTIC_KEY in predictions:
+                panels.append(vis.colorize_panoptic(
+                    predictions[common.PRED_PANOPTIC_KEY][i],
+                    descriptor.panoptic_label_divisor, palette,
+                    descriptor.ignore_label))
+            if common.GT_PANOPTIC_KEY in inputs:
+                panels.append(vis.colorize_panoptic(
+                    inputs[common.GT_PANOPTIC_KEY][i],
+                    descriptor.panoptic_label_divisor, palette,
+                    descriptor.ignore_label))
+            with writer.as_default():
+                tf.summary.image(f'eval/sample_{written[0]}',
+                                 np.concatenate(panels, axis=1)[None],
+                                 step=step)
+            written[0] += 1
+
+    return write
 
 
 def _is_scalar(value) -> bool:

@@ -58,8 +58,12 @@ def test_train_and_eval_writes_checkpoints_summaries_and_metrics(
     config = config_lib.load_config(DEMO_CONFIG,
                                     _tiny_overrides(demo_tfrecords))
     metrics = runner.run(config, 'train_and_eval', str(tmp_path), seed=1)
-    assert {'pq', 'sq', 'rq', 'miou'} <= set(metrics)
+    assert {'pq', 'sq', 'rq', 'miou', 'ap', 'ap50'} <= set(metrics)
     assert 0.0 <= metrics['pq'] <= 1.0
+    tags = {value.tag for path in (tmp_path / 'eval').glob('events*')
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value}
+    assert {'pq', 'miou', 'eval/sample_0'} <= tags
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith('ckpt-4')
     assert (tmp_path / 'train').is_dir() and (tmp_path / 'eval').is_dir()
     losses = _losses(tmp_path)
