@@ -11,6 +11,7 @@ run(config, mode, model_dir, strategy) is what the CLI calls:
 import dataclasses
 import json
 import os
+import sys
 import time
 
 import keras
@@ -191,9 +192,18 @@ def _log_progress(step, total, losses, learning_rate, images_per_s, started,
     elapsed = time.perf_counter() - started
     eta = elapsed / max(done, 1) * (total - step)
     terms = ' '.join(f'{key}={value:.4f}' for key, value in losses.items())
-    logging.info('step %d/%d %s lr=%.3g %.1f images/s ETA %dm%02ds', step,
-                 total, terms, learning_rate, images_per_s, eta // 60,
-                 eta % 60)
+    line = (f'step {step}/{total} {terms} lr={learning_rate:.3g} '
+            f'{images_per_s:.1f} images/s ETA {int(eta // 60)}m'
+            f'{int(eta % 60):02d}s')
+    if sys.stderr.isatty():
+        # A live bar on terminals; log files get one line per loop.
+        width = 30
+        filled = int(width * step / max(total, 1))
+        sys.stderr.write(f'\r[{"#" * filled}{"." * (width - filled)}] '
+                         f'{line}\033[K')
+        sys.stderr.flush()
+    else:
+        logging.info('%s', line)
 
 
 def _write_scalars(writer, step, values: dict):

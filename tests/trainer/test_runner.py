@@ -141,3 +141,15 @@ def test_eval_without_checkpoint_names_the_model_dir(tmp_path):
         'model_options.backbone.backbone_width_multiplier=0.35'])
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         runner.run(config, 'eval', str(tmp_path))
+
+
+def test_continuous_eval_evaluates_checkpoints_until_the_last(
+        demo_tfrecords, tmp_path):
+    config = config_lib.load_config(
+        DEMO_CONFIG, _tiny_overrides(demo_tfrecords, steps=2, every=2) +
+        ['evaluator_options.continuous_eval_timeout=1'])
+    runner.run(config, 'train', str(tmp_path), seed=0)
+    metrics = runner.run(config, 'continuous_eval', str(tmp_path))
+    assert 0.0 <= metrics['pq'] <= 1.0
+    lines = (tmp_path / 'eval_results.json').read_text().splitlines()
+    assert json.loads(lines[-1])['step'] == 2
