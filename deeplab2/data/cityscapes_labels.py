@@ -12,7 +12,8 @@ import json
 from typing import Optional
 
 import numpy as np
-from PIL import Image
+
+from deeplab2.data import image_files
 
 NUM_CLASSES = 19
 IGNORE_LABEL = 255
@@ -42,19 +43,9 @@ class PreparedExample:
     semantic_png: Optional[bytes] = None
 
 
-def _open_image(path: str) -> Image.Image:
-    """Opens and fully decodes an image, naming the file on failure."""
-    try:
-        image = Image.open(path)
-        image.load()  # Header-only opens would let a truncated file through.
-    except Exception as error:  # PIL raises many types for bad data.
-        raise ValueError(f'Cannot read image {path}: {error}') from error
-    return image
-
-
 def read_rgb_image(path: str) -> tuple[bytes, int, int]:
     """File bytes (re-encoded as PNG when not RGB), height and width."""
-    image = _open_image(path)
+    image = image_files.open_image(path)
     if image.mode == 'RGB':
         with open(path, 'rb') as f:
             image_bytes = f.read()
@@ -84,7 +75,7 @@ def read_panoptic_segments(json_path: str) -> dict[str, tuple[str, tuple]]:
 
 
 def _segment_id_map(panoptic_png: str) -> np.ndarray:
-    image = _open_image(panoptic_png)
+    image = image_files.open_image(panoptic_png)
     if image.mode != 'RGB':
         raise ValueError(
             f'Panoptic annotation {panoptic_png} must be RGB, got mode '
@@ -152,7 +143,7 @@ def prepare_example(job: ImageJob) -> PreparedExample:
                 f'{job.panoptic_png}: size {panoptic_label.shape} differs '
                 f'from image {job.image_path} ({height}, {width}).')
     elif job.semantic_png is not None:
-        label = _open_image(job.semantic_png)
+        label = image_files.open_image(job.semantic_png)
         if (label.height, label.width) != (height, width):
             raise ValueError(f'{job.semantic_png}: size differs from image '
                              f'{job.image_path}.')

@@ -19,7 +19,8 @@ import os
 from typing import Mapping, Optional
 
 import numpy as np
-from PIL import Image
+
+from deeplab2.data import image_files
 
 NUM_CLASSES = 134  # 133 categories plus void (label 0).
 IGNORE_LABEL = 0
@@ -222,16 +223,6 @@ class PreparedExample:
     panoptic_label: Optional[np.ndarray] = None
 
 
-def _open_image(path: str) -> Image.Image:
-    """Opens and fully decodes an image, naming the file on failure."""
-    try:
-        image = Image.open(path)
-        image.load()  # Header-only opens would let a truncated file through.
-    except Exception as error:  # PIL raises many types for bad data.
-        raise ValueError(f'Cannot read image {path}: {error}') from error
-    return image
-
-
 def read_panoptic_json(json_path: str) -> dict[str, tuple[str, tuple]]:
     """Maps PNG name without suffix -> (PNG name, segments_info).
 
@@ -264,7 +255,7 @@ def read_panoptic_json(json_path: str) -> dict[str, tuple[str, tuple]]:
 
 
 def _segment_id_map(panoptic_png: str) -> np.ndarray:
-    image = _open_image(panoptic_png)
+    image = image_files.open_image(panoptic_png)
     if image.mode != 'RGB':
         raise ValueError(
             f'Panoptic annotation {panoptic_png} must be RGB, got mode '
@@ -334,7 +325,7 @@ def panoptic_label_from_annotation(panoptic_png: str, segments,
 
 def prepare_example(job: ImageJob) -> PreparedExample:
     """Reads and checks one image and builds its label (worker entry)."""
-    image = _open_image(job.image_path)
+    image = image_files.open_image(job.image_path)
     with open(job.image_path, 'rb') as f:
         image_bytes = f.read()  # Kept as is; non-RGB is converted on encoding.
     panoptic_label = None
