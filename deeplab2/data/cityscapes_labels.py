@@ -19,6 +19,11 @@ NUM_CLASSES = 19
 IGNORE_LABEL = 255
 LABEL_DIVISOR = 1000
 THING_CLASSES = frozenset(range(11, 19))
+# Train id -> class name (cityscapesscripts' names; a test checks them).
+CLASS_NAMES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole',
+               'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky',
+               'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
+               'bicycle')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,9 @@ same thing here.
 import dataclasses
 from typing import Mapping
 
+from deeplab2.data import cityscapes_labels
+from deeplab2.data import coco_labels
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetDescriptor:
@@ -27,6 +30,8 @@ class DatasetDescriptor:
       class_has_instances_list: semantic labels of "thing" classes, whose
         pixels form countable instances (DeepLab2's field name).
       colormap: name of the palette used for visualization.
+      class_names: the name of each semantic label 0..num_classes-1 (for
+        predictions shown to people).
     """
     name: str
     splits_to_sizes: Mapping[str, int]
@@ -35,6 +40,7 @@ class DatasetDescriptor:
     panoptic_label_divisor: int
     class_has_instances_list: tuple[int, ...]
     colormap: str
+    class_names: tuple[str, ...] = ()
 
     @property
     def thing_class_ids(self) -> tuple[int, ...]:
@@ -57,6 +63,7 @@ CITYSCAPES_PANOPTIC = DatasetDescriptor(
     # person, rider, car, truck, bus, train, motorcycle, bicycle.
     class_has_instances_list=tuple(range(11, 19)),
     colormap='cityscapes',
+    class_names=cityscapes_labels.CLASS_NAMES,
 )
 
 COCO_PANOPTIC = DatasetDescriptor(
@@ -68,6 +75,8 @@ COCO_PANOPTIC = DatasetDescriptor(
     panoptic_label_divisor=256,
     class_has_instances_list=tuple(range(1, 81)),
     colormap='coco',
+    class_names=('void',) + tuple(category.name for category in
+                                  coco_labels.COCO_CATEGORIES),
 )
 
 # The embedded synthetic dataset (deeplab2.data.demo): Cityscapes' label
@@ -82,6 +91,7 @@ DEMO = DatasetDescriptor(
     panoptic_label_divisor=CITYSCAPES_PANOPTIC.panoptic_label_divisor,
     class_has_instances_list=CITYSCAPES_PANOPTIC.class_has_instances_list,
     colormap=CITYSCAPES_PANOPTIC.colormap,
+    class_names=CITYSCAPES_PANOPTIC.class_names,
 )
 
 DATASETS: Mapping[str, DatasetDescriptor] = {

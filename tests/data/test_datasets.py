@@ -59,3 +59,18 @@ def test_unknown_dataset_lists_known_ones():
 def test_descriptors_are_immutable():
     with pytest.raises(AttributeError):
         datasets.CITYSCAPES_PANOPTIC.num_classes = 20
+
+
+def test_class_names_one_per_label():
+    """Cityscapes' names are cityscapesscripts' (by train id); COCO's come
+    from its category table, label 0 being void."""
+    from cityscapesscripts.helpers import labels as cs_labels
+    names = {label.trainId: label.name for label in cs_labels.labels
+             if 0 <= label.trainId < 255}
+    city = datasets.CITYSCAPES_PANOPTIC
+    assert city.class_names == tuple(names[i] for i in range(19))
+    assert datasets.DEMO.class_names == city.class_names
+    coco = datasets.COCO_PANOPTIC
+    assert len(coco.class_names) == coco.num_classes
+    assert (coco.class_names[0], coco.class_names[1],
+            coco.class_names[133]) == ('void', 'person', 'rug-merged')
