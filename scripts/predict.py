@@ -1,0 +1,69 @@
+"""Panoptic predictions on your own images (JPEG/PNG, any size, no labels).
+
+  python scripts/predict.py \
+    --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto \
+    --checkpoint_path=/ckpt/resnet50_os32_panoptic_deeplab_cityscapes_trainfine.tar.gz \
+    --input='/photos/*.jpg' --output_dir=/tmp/predictions
+
+or `--saved_model=/exports/resnet50` instead of `--checkpoint_path`. Writes
+`<name>_panoptic.png`, `<name>_overlay.jpg` and `<name>_segments.json` per
+image (see deeplab2/predict.py). Exit status 1 when some image could not be
+read (the others are written and the skipped files are listed), 2 on a
+usage or setup error.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from deeplab2 import predict
+
+_CONFIG_FILE = flags.DEFINE_string(
+    'config_file', None,
+    'Config the model was trained with (label space, class names, and the '
+    'network for --checkpoint_path).', required=True)
+_CONFIG_OVERRIDE = flags.DEFINE_multi_string(
+    'config_override', [], 'dotted.field.path=value overrides.')
+_CHECKPOINT_PATH = flags.DEFINE_string(
+    'checkpoint_path', None, 'Checkpoint prefix, folder or .tar.gz (ours or '
+    "DeepLab2's).")
+_SAVED_MODEL = flags.DEFINE_string(
+    'saved_model', None, 'Exported SavedModel folder (scripts/export_model.py)'
+    ', instead of --checkpoint_path.')
+_INPUT = flags.DEFINE_string(
+    'input', None, 'Image glob (quote it; ** recurses) or a folder of images.',
+    required=True)
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Output folder.',
+                                  required=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if bool(_CHECKPOINT_PATH.value) == bool(_SAVED_MODEL.value):
+        raise app.UsageError(
+            'Give exactly one of --checkpoint_path and --saved_model.')
+    try:
+        result = predict.run(
+            _CONFIG_FILE.value, _INPUT.value, _OUTPUT_DIR.value,
+            checkpoint_path=_CHECKPOINT_PATH.value,
+            saved_model=_SAVED_MODEL.value,
+            config_overrides=_CONFIG_OVERRIDE.value)
+    except (FileNotFoundError, ValueError) as error:
+        # Bad paths, configs, checkpoints: the message names the culprit.
+        print(f'Error: {error}', file=sys.stderr)
+        return 2
+    print(f'Wrote predictions for {len(result.written)} images to '
+          f'{_OUTPUT_DIR.value}', file=sys.stderr)
+    if result.skipped:
+        print(f'Skipped {len(result.skipped)} unreadable images:',
+              file=sys.stderr)
+        for _, reason in result.skipped:
+            print(f'  {reason}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))
