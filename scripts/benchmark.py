@@ -13,6 +13,9 @@ median over --runs timed runs after --warmup untimed ones.
   python scripts/benchmark.py input --batch_sizes=2
   # Training step time (batch 1, crop 257x513 by default):
   python scripts/benchmark.py train --config_file=... --config_file=...
+  # PQ + mIoU over 50 synthetic 1024x2048 predictions, ours against
+  # cityscapesscripts' panoptic evaluator on the same files:
+  python scripts/benchmark.py eval --num_images=50
 """
 
 import json
@@ -23,6 +26,7 @@ from absl import app
 from absl import flags
 
 from deeplab2 import benchmark
+from deeplab2.evaluation import benchmark as eval_benchmark
 
 _DEFAULT_CONFIG = 'configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto'
 
@@ -36,8 +40,10 @@ _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['1'], 'Batch sizes.')
 _RUNS = flags.DEFINE_integer('runs', 7, 'Timed runs (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs first.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
+_NUM_IMAGES = flags.DEFINE_integer('num_images', 50,
+                                   'eval: number of synthetic predictions.')
 
-_BENCHMARKS = ('network', 'postprocess', 'input', 'train')
+_BENCHMARKS = ('network', 'postprocess', 'input', 'train', 'eval')
 
 
 def main(argv):
@@ -54,6 +60,11 @@ def main(argv):
             path, _HEIGHT.value or 257, _WIDTH.value or 513, batch_size=size,
             runs=_RUNS.value, warmup=_WARMUP.value)
             for path in _CONFIG_FILES.value for size in batch_sizes]
+    elif argv[1] == 'eval':
+        with tempfile.TemporaryDirectory() as folder:
+            results = [eval_benchmark.eval_speed(
+                folder, _NUM_IMAGES.value, _HEIGHT.value or 1024,
+                _WIDTH.value or 2048, runs=_RUNS.value)]
     elif argv[1] == 'input':
         with tempfile.TemporaryDirectory() as folder:
             pattern = benchmark.write_synthetic_tfrecords(folder)

@@ -21,6 +21,8 @@ from PIL import Image
 from deeplab2.evaluation import label_maps
 
 _MAX_SEGMENT_ID = 256 ** 3 - 1
+# Largest id range mapped through a dense table (32 MiB of int64).
+_DENSE_LOOKUP_LIMIT = 1 << 22
 
 
 def segment_ids_to_rgb(segment_ids: np.ndarray) -> np.ndarray:
@@ -31,9 +33,12 @@ def segment_ids_to_rgb(segment_ids: np.ndarray) -> np.ndarray:
 
 
 def rgb_to_segment_ids(rgb: np.ndarray) -> np.ndarray:
-    """int64 [H, W] segment ids of uint8 [H, W, 3] colours."""
-    rgb = np.asarray(rgb, np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    """int32 [H, W] segment ids of uint8 [H, W, 3] colours."""
+    rgb = np.asarray(rgb)
+    ids = rgb[..., 2].astype(np.int32) << 16
+    ids |= rgb[..., 1].astype(np.int32) << 8
+    ids |= rgb[..., 0]
+    return ids
 
 
 def _bounding_boxes(index: np.ndarray, count: int) -> np.ndarray:
@@ -105,7 +110,7 @@ def write_panoptic_png(path: str, segment_ids: np.ndarray) -> None:
 
 
 def read_panoptic_png(path: str) -> np.ndarray:
-    """int64 [H, W] segment ids of an RGB panoptic PNG."""
+    """int32 [H, W] segment ids of an RGB panoptic PNG."""
     with Image.open(path) as image:
         if image.mode != 'RGB':
             raise ValueError(f'Panoptic PNG {path} must be RGB, got mode '
@@ -129,3 +134,55 @@ def write_panoptic_json(path: str, annotations: list,
     with open(temporary, 'w') as f:
         json.dump(content, f)
     os.replace(temporary, path)
+
+
+def segments_to_panoptic(segment_ids: np.ndarray, segments: list,
+                         label_divisor: int, ignore_label: int,
+                         thing_class_ids, category_to_class=None,
+                         source: str = 'segments') -> np.ndarray:
+    """int64 [H, W] panoptic map of a segment-id map and its segments_info.
+
+    The inverse of `panoptic_to_segments` for any COCO-panoptic file:
+    pixels outside every listed segment are void; thing segments are
+    numbered 1, 2, ... per class in list order (crowd segments keep
+    instance 0, the crowd region); stuff has instance 0.
+
+    Args:
+      category_to_class: dict category id -> class id (default: identity).
+      source: named in errors (e.g. the PNG path).
+    """
+    thing = set(int(c) for c in thing_class_ids)
+    listed = np.array([s['id'] for s in segments], np.int64)
+    panoptic_of_segment = np.empty(len(segments), np.int64)
+    per_class = {}
+    for row, segment in enumerate(segments):
+        category = segment['category_id']
+        class_id = (category if category_to_class is None
+                    else category_to_class.get(category))
+        if class_id is None:
+            raise ValueError(f'{source}: segment {segment["id"]} has unknown '
+                             f'category_id {category}.')
+        instance = 0
+        if class_id in thing and not segment.get('iscrowd', 0):
+            instance = per_class[class_id] = per_class.get(class_id, 0) + 1
+            if instance >= label_divisor:
+                raise ValueError(f'{source}: more than {label_divisor - 1} '
+                                 f'instances of class {class_id}.')
+        panoptic_of_segment[row] = class_id * label_divisor + instance
+    if np.unique(listed).size != listed.size:
+        raise ValueError(f'{source}: segments_info lists an id twice.')
+    void = ignore_label * label_divisor
+    if listed.size == 0:
+        return np.full(segment_ids.shape, void, np.int64)
+    # A lookup table over the id range (or a sorted search when the ids are
+    # too spread out for one) instead of one mask per segment.
+    highest = int(max(listed.max(), segment_ids.max(initial=0)))
+    if highest < _DENSE_LOOKUP_LIMIT and segment_ids.min(initial=0) >= 0:
+        table = np.full(highest + 1, void, np.int64)
+        table[listed] = panoptic_of_segment
+        return table[segment_ids]
+    order = np.argsort(listed)
+    position = np.minimum(np.searchsorted(listed[order], segment_ids),
+                          listed.size - 1)
+    found = listed[order][position] == segment_ids
+    return np.where(found, panoptic_of_segment[order][position], void)

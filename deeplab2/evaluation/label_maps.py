@@ -78,16 +78,45 @@ def combine_semantic_instance(semantic, instance, label_divisor: int,
     return semantic.astype(np.int64) * label_divisor + instance
 
 
-def segment_table(panoptic: np.ndarray, id_bound: int):
+def segment_table(panoptic: np.ndarray, id_bound: int,
+                  row_scale: int = 1):
     """Segments of a map whose ids lie in [0, id_bound).
 
-    Returns (ids [N] int64, areas [N] int64, index [H * W] int64) where
-    `index` maps each pixel (row-major) to its segment's row in `ids`. A dense bincount
-    over the id range avoids sorting the pixels.
+    Returns (ids [N] int64, areas [N] int64, index [H * W] intp) where
+    `index` maps each pixel (row-major) to its segment's row in `ids`, times
+    `row_scale` (which lets a caller build pair keys without another pass
+    over the pixels). A dense bincount over the id range avoids sorting.
     """
     flat = panoptic.ravel()
     counts = np.bincount(flat, minlength=id_bound)
     ids = np.flatnonzero(counts)
-    lookup = np.zeros(counts.size, np.int64)
-    lookup[ids] = np.arange(ids.size)
+    lookup = np.zeros(counts.size, np.intp)
+    lookup[ids] = np.arange(ids.size, dtype=np.intp) * row_scale
     return ids.astype(np.int64), counts[ids].astype(np.int64), lookup[flat]
+
+
+def panoptic_segments(panoptic: np.ndarray, what: str, image: str,
+                      num_classes: int, ignore_label: int,
+                      label_divisor: int, row_scale: int = 1):
+    """`segment_table` of a checked panoptic map.
+
+    The ids are range-checked with two reductions and their classes on the
+    (short) list of segments, instead of another pass over the pixels.
+    """
+    bound = max(num_classes, ignore_label + 1) * label_divisor
+    try:
+        ids, areas, index = segment_table(panoptic, bound, row_scale)
+    except ValueError:  # bincount rejects negative ids
+        ids = None
+    if ids is None or (ids.size and ids[-1] >= bound):
+        check_panoptic_ids(panoptic, what, image, num_classes, ignore_label,
+                           label_divisor)
+    classes = ids // label_divisor
+    unknown = np.unique(classes[(classes >= num_classes)
+                                & (classes != ignore_label)])
+    if unknown.size:
+        raise ValueError(
+            f'Image {image}: {what} has unknown class ids {unknown.tolist()} '
+            f'(panoptic id // label_divisor {label_divisor}); known classes '
+            f'are 0..{num_classes - 1} and the ignore label {ignore_label}.')
+    return ids, areas, index

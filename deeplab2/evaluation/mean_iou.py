@@ -35,20 +35,21 @@ class MeanIoU:
             self.confusion_matrix += other.confusion_matrix
             self.num_images += other.num_images
 
-    def _class_index(self, semantic: np.ndarray, what: str, image: str):
-        """Classes as 0..num_classes-1, ignore_label as num_classes."""
-        index = semantic.astype(np.int64, copy=True)
-        outside = (index < 0) | (index >= self.num_classes)
-        if outside.any():
-            unknown = np.unique(index[outside & (index != self.ignore_label)])
-            if unknown.size:
-                raise ValueError(
-                    f'Image {image}: {what} has unknown class ids '
-                    f'{unknown.tolist()}; known classes are '
-                    f'0..{self.num_classes - 1} and the ignore label '
-                    f'{self.ignore_label}.')
-            index[outside] = self.num_classes
-        return index
+    def _check_classes(self, present: np.ndarray, what: str, image: str):
+        """Raises naming the ids of `present` that are no class."""
+        unknown = present[(present >= self.num_classes)
+                          & (present != self.ignore_label)]
+        if unknown.size:
+            raise ValueError(
+                f'Image {image}: {what} has unknown class ids '
+                f'{unknown.tolist()}; known classes are '
+                f'0..{self.num_classes - 1} and the ignore label '
+                f'{self.ignore_label}.')
+
+    def _class_column(self, values: np.ndarray) -> np.ndarray:
+        """Confusion-matrix column of each id: the class, or the void column
+        for every id that is not a class."""
+        return np.where(values < self.num_classes, values, self.num_classes)
 
     def update_state(self, groundtruth_semantic, predicted_semantic,
                      image_name: Optional[str] = None) -> None:
@@ -59,16 +60,35 @@ class MeanIoU:
         prediction = label_maps.check_label_map(
             predicted_semantic, 'predicted semantic map', image)
         label_maps.check_same_shape(groundtruth, prediction, image)
-        true = self._class_index(groundtruth, 'ground-truth semantic map',
-                                 image).ravel()
-        predicted = self._class_index(prediction, 'predicted semantic map',
-                                      image).ravel()
-        labelled = true < self.num_classes
-        columns = self.num_classes + 1
-        self.confusion_matrix += np.bincount(
-            true[labelled] * columns + predicted[labelled],
-            minlength=self.num_classes * columns).reshape(
-                self.num_classes, columns)
+        if groundtruth.size == 0:
+            self.num_images += 1
+            return
+        for array, what in ((groundtruth, 'ground-truth semantic map'),
+                            (prediction, 'predicted semantic map')):
+            if array.min() < 0:
+                raise ValueError(f'Image {image}: {what} has negative class '
+                                 f'id {int(array.min())}.')
+        # One bincount over (true id, predicted id) pairs of the raw ids,
+        # folded into the class matrix afterwards: one pass over the pixels
+        # instead of one per remapping step.
+        true_span = int(groundtruth.max()) + 1
+        predicted_span = int(prediction.max()) + 1
+        # Native-width keys: bincount would otherwise copy them first.
+        keys = groundtruth.astype(np.intp) * predicted_span
+        keys += prediction
+        pairs = np.bincount(keys.ravel(),
+                            minlength=true_span * predicted_span).reshape(
+                                true_span, predicted_span)
+        true_ids = np.flatnonzero(pairs.sum(axis=1))
+        predicted_ids = np.flatnonzero(pairs.sum(axis=0))
+        self._check_classes(true_ids, 'ground-truth semantic map', image)
+        self._check_classes(predicted_ids, 'predicted semantic map', image)
+        labelled = true_ids[true_ids < self.num_classes]
+        block = pairs[np.ix_(labelled, predicted_ids)]
+        folded = np.zeros((labelled.size, self.num_classes + 1), np.int64)
+        np.add.at(folded, (slice(None), self._class_column(predicted_ids)),
+                  block)
+        self.confusion_matrix[labelled] += folded
         self.num_images += 1
 
     def result(self) -> dict:

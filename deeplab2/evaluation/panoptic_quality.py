@@ -56,7 +56,6 @@ class PanopticQuality:
             raise ValueError(f'offset {self.offset} cannot hold the ids of '
                              f'{num_classes} classes and ignore label '
                              f'{ignore_label} (needs {needed}).')
-        self._id_bound = needed  # ids are checked to lie below it
         self._is_thing = np.zeros(max(num_classes, ignore_label + 1), bool)
         self._is_thing[list(self.thing_class_ids)] = True
         self.reset_state()
@@ -93,26 +92,35 @@ class PanopticQuality:
         prediction = label_maps.check_label_map(
             prediction, 'predicted panoptic map', image)
         label_maps.check_same_shape(groundtruth, prediction, image)
-        for array, what in ((groundtruth, 'ground-truth panoptic map'),
-                            (prediction, 'predicted panoptic map')):
-            label_maps.check_panoptic_ids(array, what, image, self.num_classes,
-                                          self.ignore_label, self.label_divisor)
-        iou_sum, tp, fp, fn = self._image_counts(groundtruth, prediction)
+        prediction_table = label_maps.panoptic_segments(
+            prediction, 'predicted panoptic map', image, self.num_classes,
+            self.ignore_label, self.label_divisor)
+        # Ground-truth rows pre-multiplied by the number of predicted
+        # segments: pair keys are then one addition.
+        groundtruth_table = label_maps.panoptic_segments(
+            groundtruth, 'ground-truth panoptic map', image, self.num_classes,
+            self.ignore_label, self.label_divisor,
+            row_scale=prediction_table[0].size)
+        iou_sum, tp, fp, fn = self._image_counts(groundtruth_table,
+                                                 prediction_table)
         self.iou_sum += iou_sum
         self.tp += tp
         self.fp += fp
         self.fn += fn
         self.num_images += 1
 
-    def _image_counts(self, groundtruth: np.ndarray, prediction: np.ndarray):
-        """Per-class (iou_sum, tp, fp, fn) of one image."""
-        divisor, bound = self.label_divisor, self._id_bound
-        gt_ids, gt_areas, gt_index = label_maps.segment_table(groundtruth, bound)
-        pred_ids, pred_areas, pred_index = label_maps.segment_table(
-            prediction, bound)
+    def _image_counts(self, gt_table, pred_table):
+        """Per-class (iou_sum, tp, fp, fn) of one image from the segment
+        tables (label_maps.segment_table) of ground truth (its index scaled
+        by the number of predicted segments) and prediction."""
+        divisor = self.label_divisor
+        gt_ids, gt_areas, gt_scaled_index = gt_table
+        pred_ids, pred_areas, pred_index = pred_table
         # [num_gt, num_pred] pixel counts of every segment pair.
+        pair_keys = gt_scaled_index
+        pair_keys += pred_index
         intersection = np.bincount(
-            gt_index * pred_ids.size + pred_index,
+            pair_keys,
             minlength=gt_ids.size * pred_ids.size).reshape(
                 gt_ids.size, pred_ids.size)
 

@@ -54,3 +54,43 @@ def test_bad_category_ids_named():
     with pytest.raises(ValueError, match='one id per class'):
         cityscapes_format.panoptic_to_segments(np.zeros((2, 2), int), 19, 255,
                                                1000, category_ids=[1, 2])
+
+
+@pytest.mark.parametrize('id_offset', [0, 5_000_000])
+def test_segments_to_panoptic_reads_back_by_hand(id_offset):
+    """Segments listed in any order, with ids a tool chose; an id_offset
+    above the dense-table limit takes the sorted-search path."""
+    segment_ids = np.array([[0, 41, 41, 7],
+                            [9, 9, 41, 7],
+                            [12, 12, 3, 3]]) + id_offset
+    segment_ids[0, 0] = 0  # unlisted: void
+    segments = [
+        {'id': 7 + id_offset, 'category_id': 13, 'iscrowd': 0},
+        {'id': 41 + id_offset, 'category_id': 0, 'iscrowd': 0},
+        {'id': 9 + id_offset, 'category_id': 13, 'iscrowd': 0},
+        {'id': 3 + id_offset, 'category_id': 11, 'iscrowd': 1},
+        {'id': 12 + id_offset, 'category_id': 11, 'iscrowd': 0},
+    ]
+    panoptic = cityscapes_format.segments_to_panoptic(
+        segment_ids, segments, 1000, 255, range(11, 19))
+    # Things numbered per class in list order; crowd keeps instance 0.
+    assert panoptic.tolist() == [[255000, 0, 0, 13001],
+                                 [13002, 13002, 0, 13001],
+                                 [11001, 11001, 11000, 11000]]
+
+
+def test_segments_to_panoptic_maps_categories_and_names_bad_ones():
+    segment_ids = np.array([[26, 26, 7]])
+    segments = [{'id': 26, 'category_id': 26}, {'id': 7, 'category_id': 7}]
+    panoptic = cityscapes_format.segments_to_panoptic(
+        segment_ids, segments, 1000, 255, [13],
+        category_to_class={26: 13, 7: 0})
+    assert panoptic.tolist() == [[13001, 13001, 0]]
+    with pytest.raises(ValueError, match=r'x\.png: segment 7 has unknown '
+                       r'category_id 7'):
+        cityscapes_format.segments_to_panoptic(
+            segment_ids, segments, 1000, 255, [13],
+            category_to_class={26: 13}, source='x.png')
+    with pytest.raises(ValueError, match='lists an id twice'):
+        cityscapes_format.segments_to_panoptic(
+            segment_ids, segments + segments[:1], 1000, 255, [13])

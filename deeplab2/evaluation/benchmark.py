@@ -1,0 +1,261 @@
+"""Speed of PQ + mIoU against cityscapesscripts' panoptic evaluator.
+
+Both read the same files: synthetic 1024x2048 ground truth and predictions
+written in the COCO panoptic format (RGB-encoded segment PNGs plus a json)
+that cityscapesscripts' `evaluatePanoptic` takes. Ours is timed twice: from
+the label maps in memory (what the evaluator does during training) and from
+the same files (PNG decoding included), so the comparison is like for like.
+"""
+
+import concurrent.futures
+import contextlib
+import io
+import json
+import multiprocessing
+import os
+import statistics
+import time
+
+import numpy as np
+from PIL import Image
+
+from deeplab2.data import cityscapes_labels
+from deeplab2.evaluation import MeanIoU
+from deeplab2.evaluation import PanopticQuality
+from deeplab2.evaluation import cityscapes_format
+
+_DIVISOR = cityscapes_labels.LABEL_DIVISOR
+_IGNORE = cityscapes_labels.IGNORE_LABEL
+_NUM_CLASSES = cityscapes_labels.NUM_CLASSES
+_THINGS = tuple(sorted(cityscapes_labels.THING_CLASSES))
+
+
+def _draw_ellipse(target, value, center, radii):
+    """Writes `value` into an axis-aligned ellipse, touching only its box."""
+    height, width = target.shape
+    top, bottom = (max(int(center[0] - radii[0]), 0),
+                   min(int(center[0] + radii[0]) + 1, height))
+    left, right = (max(int(center[1] - radii[1]), 0),
+                   min(int(center[1] + radii[1]) + 1, width))
+    rows, cols = np.ogrid[top:bottom, left:right]
+    inside = (((rows - center[0]) / radii[0]) ** 2
+              + ((cols - center[1]) / radii[1]) ** 2) <= 1
+    target[top:bottom, left:right][inside] = value
+
+
+def synthetic_pair(seed: int, height: int = 1024, width: int = 2048,
+                   num_instances: int = 40):
+    """(ground truth, prediction) panoptic maps like a Cityscapes image.
+
+    Ground truth: five stuff bands, `num_instances` thing ellipses, a void
+    border and one crowd region. Prediction: shifted boundaries, a few
+    missed, merged and extra instances.
+    """
+    rng = np.random.default_rng(seed)
+    scale = height / 1024  # sizes below are for a 1024-pixel-high image
+    gt = np.zeros([height, width], np.int64)
+    wave = (np.sin(np.arange(width) / 97.0) * height / 30).astype(int)
+    for label, top in zip([10, 2, 8, 1, 0],
+                          np.linspace(0, height, 6)[:-1].astype(int)):
+        rows = np.arange(height)[:, None]
+        gt[rows + wave[None, :] >= top] = label * _DIVISOR
+    border = max(int(40 * scale), 1)
+    gt[-border:] = _IGNORE * _DIVISOR  # ego vehicle
+    _draw_ellipse(gt, _THINGS[0] * _DIVISOR, (0.8 * height, 0.5 * width),
+                  (30 * scale, 200 * scale))  # a crowd of people
+    prediction = np.roll(gt, (4, -6), axis=(0, 1))
+    prediction[-border:] = prediction[-border - 1]
+    for index in range(num_instances):
+        class_id = int(rng.choice(_THINGS))
+        center = (rng.uniform(0.35, 0.9) * height,
+                  rng.uniform(0.02, 0.98) * width)
+        radii = (rng.uniform(15, 60) * scale + 1,
+                 rng.uniform(15, 90) * scale + 1)
+        instance = class_id * _DIVISOR + index + 1
+        _draw_ellipse(gt, instance, center, radii)
+        kind = index % 10
+        if kind == 0:  # missed
+            continue
+        if kind == 1:  # merged into the previous instance's id
+            instance = class_id * _DIVISOR + max(index, 1)
+        moved = (center[0] + rng.uniform(-4, 4), center[1] + rng.uniform(-6, 6))
+        _draw_ellipse(prediction, instance, moved,
+                      (radii[0] * rng.uniform(0.85, 1.1),
+                       radii[1] * rng.uniform(0.85, 1.1)))
+        if kind == 2:  # an extra detection nearby
+            _draw_ellipse(prediction, class_id * _DIVISOR + 500 + index,
+                          (center[0], min(center[1] + 120 * scale,
+                                           width - 1)),
+                          (12 * scale + 1, 12 * scale + 1))
+    return gt, prediction
+
+
+def _categories():
+    from cityscapesscripts.helpers import labels
+    return [{'id': label.trainId, 'name': label.name, 'color': label.color,
+             'supercategory': label.category,
+             'isthing': int(label.trainId in _THINGS)}
+            for label in labels.labels if 0 <= label.trainId < _NUM_CLASSES]
+
+
+def write_split(folder: str, name: str, maps: list, image_ids: list,
+                categories=None) -> tuple:
+    """Writes maps as `<folder>/<name>/*.png` + `<folder>/<name>.json`."""
+    png_folder = os.path.join(folder, name)
+    os.makedirs(png_folder, exist_ok=True)
+    annotations = []
+    for image_id, panoptic in zip(image_ids, maps):
+        segment_ids, segments = cityscapes_format.panoptic_to_segments(
+            panoptic, _NUM_CLASSES, _IGNORE, _DIVISOR, image_name=image_id)
+        for segment in segments:
+            class_id = segment['category_id']
+            segment['iscrowd'] = int(
+                class_id in _THINGS and segment['id'] % _DIVISOR == 1)
+        file_name = f'{image_id}_panoptic.png'
+        cityscapes_format.write_panoptic_png(
+            os.path.join(png_folder, file_name), segment_ids)
+        annotations.append(cityscapes_format.annotation(image_id, file_name,
+                                                        segments))
+    json_path = os.path.join(folder, name + '.json')
+    cityscapes_format.write_panoptic_json(json_path, annotations, categories)
+    return json_path, png_folder
+
+
+def _read_annotation(annotation: dict, png_folder: str) -> np.ndarray:
+    path = os.path.join(png_folder, annotation['file_name'])
+    return cityscapes_format.segments_to_panoptic(
+        cityscapes_format.read_panoptic_png(path),
+        annotation['segments_info'], _DIVISOR, _IGNORE, _THINGS, source=path)
+
+
+def _annotations(json_path: str) -> dict:
+    with open(json_path) as f:
+        return {a['image_id']: a for a in json.load(f)['annotations']}
+
+
+def _read_split(json_path: str, png_folder: str) -> dict:
+    """image_id -> panoptic map of every annotation in a split's json."""
+    return {image_id: _read_annotation(annotation, png_folder)
+            for image_id, annotation in _annotations(json_path).items()}
+
+
+def _metrics():
+    return (PanopticQuality(_NUM_CLASSES, _IGNORE, _DIVISOR, _THINGS),
+            MeanIoU(_NUM_CLASSES, _IGNORE))
+
+
+def _update(metrics, image_id, gt, prediction, gt_semantic=None,
+            predicted_semantic=None):
+    """Adds one image; the semantic maps default to the panoptic maps'
+    classes (the evaluator gets them from the model and the dataset)."""
+    pq, miou = metrics
+    pq.update_state(gt, prediction, image_name=image_id)
+    miou.update_state(
+        gt // _DIVISOR if gt_semantic is None else gt_semantic,
+        prediction // _DIVISOR if predicted_semantic is None
+        else predicted_semantic, image_name=image_id)
+
+
+def _parallel_metrics(jobs: list, work, workers: int) -> dict:
+    """Runs `work(metrics, job)` for every job on `workers` threads, each
+    thread with its own metrics, merged at the end (NumPy and PNG decoding
+    release the GIL, so threads use every core)."""
+    per_thread = [_metrics() for _ in range(workers)]
+
+    def run(thread):
+        for job in jobs[thread::workers]:
+            work(per_thread[thread], job)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, range(workers)))
+    pq, miou = per_thread[0]
+    pq.merge_state(*(metrics[0] for metrics in per_thread[1:]))
+    miou.merge_state(*(metrics[1] for metrics in per_thread[1:]))
+    return {**pq.result(), **miou.result()}
+
+
+def our_metrics(images, workers: int = 1) -> dict:
+    """PQ + mIoU of (image_id, gt, prediction[, gt semantic, predicted
+    semantic]) tuples of maps."""
+    return _parallel_metrics(list(images),
+                             lambda metrics, job: _update(metrics, *job),
+                             workers)
+
+
+def _ours_from_files(gt_files, pred_files, workers: int) -> dict:
+    """PQ + mIoU read from the same json + PNG files as cityscapesscripts."""
+    gt_annotations = _annotations(gt_files[0])
+    pred_annotations = _annotations(pred_files[0])
+
+    def work(metrics, image_id):
+        _update(metrics, image_id,
+                _read_annotation(gt_annotations[image_id], gt_files[1]),
+                _read_annotation(pred_annotations[image_id], pred_files[1]))
+
+    return _parallel_metrics(list(gt_annotations), work, workers)
+
+
+def _cityscapes(gt_files, pred_files, folder) -> dict:
+    from cityscapesscripts.evaluation import evalPanopticSemanticLabeling
+    with contextlib.redirect_stdout(io.StringIO()):
+        return evalPanopticSemanticLabeling.evaluatePanoptic(
+            gt_files[0], gt_files[1], pred_files[0], pred_files[1],
+            os.path.join(folder, 'cityscapes_result.json'))
+
+
+def _median_time(fn, runs: int):
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times, result
+
+
+def eval_speed(folder: str, num_images: int = 50, height: int = 1024,
+               width: int = 2048, runs: int = 3) -> dict:
+    """Times ours (in memory, from files) and cityscapesscripts on the same
+    `num_images` synthetic pairs; checks the PQs agree."""
+    image_ids = [f'synthetic_{i:06d}_000019' for i in range(num_images)]
+    pairs = [synthetic_pair(seed, height, width)
+             for seed in range(num_images)]
+    gt_files = write_split(folder, 'groundtruth', [p[0] for p in pairs],
+                           image_ids, _categories())
+    pred_files = write_split(folder, 'prediction', [p[1] for p in pairs],
+                             image_ids)
+    # In memory: the maps as read back from the files (crowd handling and
+    # instance numbering as the files say).
+    gts, predictions = _read_split(*gt_files), _read_split(*pred_files)
+    in_memory = [(i, gts[i], predictions[i], gts[i] // _DIVISOR,
+                  predictions[i] // _DIVISOR) for i in image_ids]
+
+    # As many workers as cityscapesscripts' pool (one per CPU).
+    workers = multiprocessing.cpu_count()
+    ours_memory, times_memory, ours = _median_time(
+        lambda: our_metrics(in_memory, workers), runs)
+    ours_files, times_files, ours_read = _median_time(
+        lambda: _ours_from_files(gt_files, pred_files, workers), runs)
+    official, times_official, theirs = _median_time(
+        lambda: _cityscapes(gt_files, pred_files, folder), runs)
+    difference = _max_pq_difference(ours, theirs)
+    return {
+        'images': num_images, 'size': [height, width],
+        'cpu_count': multiprocessing.cpu_count(),
+        'ours_in_memory_s': ours_memory, 'ours_in_memory_runs_s': times_memory,
+        'ours_from_files_s': ours_files, 'ours_from_files_runs_s': times_files,
+        'cityscapesscripts_s': official,
+        'cityscapesscripts_runs_s': times_official,
+        'speedup_in_memory': official / ours_memory,
+        'speedup_from_files': official / ours_files,
+        'pq': ours['pq'], 'miou': ours['miou'],
+        'cityscapesscripts_pq': theirs['All']['pq'],
+        'max_pq_sq_rq_difference': difference,
+        'same_result_from_files': ours_read['pq'] == ours['pq'],
+    }
+
+
+def _max_pq_difference(ours: dict, theirs: dict) -> float:
+    return max(abs(ours[key + suffix] - theirs[name][key])
+               for suffix, name in (('', 'All'), ('_thing', 'Things'),
+                                    ('_stuff', 'Stuff'))
+               for key in ('pq', 'sq', 'rq'))
