@@ -54,15 +54,19 @@ def main(argv):
         # Bad paths, configs, checkpoints: the message names the culprit.
         print(f'Error: {error}', file=sys.stderr)
         return 2
-    print(f'Wrote predictions for {len(result.written)} images to '
+    print(f'Wrote predictions for {_count(result.written, "image")} to '
           f'{_OUTPUT_DIR.value}', file=sys.stderr)
     if result.skipped:
-        print(f'Skipped {len(result.skipped)} unreadable images:',
+        print(f'Skipped {_count(result.skipped, "unreadable image")}:',
               file=sys.stderr)
         for _, reason in result.skipped:
             print(f'  {reason}', file=sys.stderr)
         return 1
     return 0
+
+
+def _count(items, noun: str) -> str:
+    return f'{len(items)} {noun}' + ('' if len(items) == 1 else 's')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,323 @@
+"""predict: outputs per image agree with an independent run of our
+inference (decoded PNG, JSON areas/boxes/scores, overlay size), both
+back-ends, the CLI, and bad input."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from deeplab2 import common
+from deeplab2 import compat
+from deeplab2 import config as config_lib
+from deeplab2 import predict
+from deeplab2.data import datasets
+from deeplab2.data import preprocessing
+from deeplab2.model import builder
+from deeplab2.model import inference
+
+NAME = 'mobilenet_v3_small_os16_narrow'
+DESCRIPTOR = datasets.CITYSCAPES_PANOPTIC
+DIVISOR = DESCRIPTOR.panoptic_label_divisor
+
+
+@pytest.fixture(scope='module')
+def fixture(fixtures_dir):
+    folder = fixtures_dir / 'deeplab2' / NAME
+    return folder / f'{NAME}.textproto', folder / 'train_ckpt'
+
+
+@pytest.fixture(scope='module')
+def backend(fixture):
+    config_file, checkpoint = fixture
+    return predict.CheckpointBackend(config_lib.load_config(config_file),
+                                     str(checkpoint))
+
+
+@pytest.fixture(scope='module')
+def restored(fixture):
+    """(config, model) restored here, not through deeplab2.predict."""
+    config_file, checkpoint = fixture
+    config = config_lib.load_config(config_file)
+    model = builder.build_model(config)
+    compat.restore_checkpoint(model, checkpoint)
+    return config, model
+
+
+@pytest.fixture(scope='module')
+def reference(restored):
+    """Our inference run directly: image uint8 [H, W, 3] -> dict of
+    [H, W] numpy maps."""
+    run = tf.function(inference.build_inference(*restored))
+    return lambda image: {key: value.numpy()[0] for key, value in run(
+        tf.constant(image[None].astype(np.float32))).items()}
+
+
+def _random_scene(height, width, seed):
+    """Smooth random colors (blocks), so the model sees some structure."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3))
+    image = np.repeat(np.repeat(blocks, 16, 0), 16, 1)[:height, :width]
+    noise = rng.integers(-20, 21, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A PNG, a grayscale JPEG of another size and an RGBA PNG."""
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    Image.fromarray(_random_scene(97, 161, 0)).save(folder / 'street.png')
+    Image.fromarray(_random_scene(129, 257, 1)[..., 0]).save(
+        folder / 'gray.jpg', quality=95)
+    rgba = np.dstack([_random_scene(97, 161, 2),
+                      np.full([97, 161], 128, np.uint8)])
+    Image.fromarray(rgba, 'RGBA').save(folder / 'alpha.png')
+    return folder
+
+
+def _decode_segment_ids(path):
+    rgb = np.asarray(Image.open(path), np.int64)
+    assert rgb.ndim == 3 and rgb.shape[2] == 3
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def _expected_segment_ids(panoptic):
+    semantic, instance = np.divmod(panoptic.astype(np.int64), DIVISOR)
+    return np.where(semantic == DESCRIPTOR.ignore_label, 0,
+                    semantic * DIVISOR + instance + 1)
+
+
+def _check_outputs(output_dir, name, image, expected):
+    """One image's three files against `expected` (reference maps)."""
+    segment_ids = _decode_segment_ids(output_dir / f'{name}_panoptic.png')
+    np.testing.assert_array_equal(
+        segment_ids, _expected_segment_ids(expected['panoptic_pred']))
+    with Image.open(output_dir / f'{name}_overlay.jpg') as overlay:
+        assert overlay.size == (image.shape[1], image.shape[0])
+        assert overlay.mode == 'RGB'
+    content = json.loads((output_dir / f'{name}_segments.json').read_text())
+    assert (content['height'], content['width']) == image.shape[:2]
+    assert content['panoptic_png'] == f'{name}_panoptic.png'
+    by_id = {segment['id']: segment for segment in content['segments']}
+    assert len(by_id) == len(content['segments'])
+    present = set(np.unique(segment_ids).tolist()) - {0}
+    assert set(by_id) == present and len(present) >= 2
+    for segment_id, segment in by_id.items():
+        rows, cols = np.nonzero(segment_ids == segment_id)
+        category = (segment_id - 1) // DIVISOR
+        assert segment['area'] == rows.size
+        assert segment['bbox'] == [int(cols.min()), int(rows.min()),
+                                   int(cols.max() - cols.min() + 1),
+                                   int(rows.max() - rows.min() + 1)]
+        assert segment['category_id'] == category
+        assert segment['category_name'] == DESCRIPTOR.class_names[category]
+        assert segment['isthing'] == (category in range(11, 19))
+        if segment['isthing']:
+            mean = expected['instance_scores'][rows, cols].mean()
+            assert segment['score'] == pytest.approx(mean, abs=1e-5)
+        else:
+            assert segment['score'] is None
+    return content
+
+
+def test_outputs_match_independent_inference(backend, reference, images,
+                                             tmp_path):
+    paths = predict.find_images(str(images / '*'))
+    output_dir = tmp_path / 'out'
+    result = predict.predict_images(backend, DESCRIPTOR, paths,
+                                    str(output_dir))
+    assert sorted(result.written) == ['alpha', 'gray', 'street']
+    assert not result.skipped
+    things = 0
+    for name, extension in [('street', 'png'), ('gray', 'jpg'),
+                            ('alpha', 'png')]:
+        with Image.open(images / f'{name}.{extension}') as opened:
+            image = np.asarray(opened.convert('RGB'))
+        content = _check_outputs(output_dir, name, image, reference(image))
+        things += sum(segment['isthing'] for segment in content['segments'])
+    assert things > 0  # the score path was exercised
+
+
+def test_eval_crop_size_equals_evaluator_and_crop_does_not_matter(
+        fixture, backend, reference):
+    """At the eval crop size the evaluator's preprocessing is the identity,
+    so predict equals it; a model built for a crop smaller than the image
+    (its recorded ASPP pool size) gives the same maps: pooling is global."""
+    image = _random_scene(97, 161, 3)
+    _, evaluated, _ = preprocessing.preprocess_image_and_label(
+        image, None, crop_height=97, crop_width=161, is_training=False)
+    expected = reference(evaluated.numpy().astype(np.uint8))
+    ours = backend(image)
+    small_crop = predict.CheckpointBackend(config_lib.load_config(
+        fixture[0], ['train_dataset_options.crop_size=33,65',
+                     'eval_dataset_options.crop_size=33,65']),
+        str(fixture[1]))(image)
+    for key in predict.OUTPUT_KEYS:
+        np.testing.assert_array_equal(ours[key], expected[key], err_msg=key)
+        np.testing.assert_array_equal(small_crop[key], expected[key],
+                                      err_msg=key)
+
+
+class _Serving(tf.Module):
+    """The export contract, built here: serving_default(images=uint8
+    [B, H, W, 3]) -> the five post-processed maps."""
+
+    def __init__(self, config, model):
+        super().__init__()
+        self.model = model
+        self._inference = inference.build_inference(config, model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3],
+                                                tf.uint8, name='images')])
+    def serve(self, images):
+        outputs = self._inference(tf.cast(images, tf.float32))
+        return {key: outputs[key] for key in predict.OUTPUT_KEYS}
+
+
+def test_saved_model_backend_equals_checkpoint_backend(restored, backend,
+                                                       tmp_path):
+    config, _ = restored
+    module = _Serving(*restored)
+    tf.saved_model.save(module, str(tmp_path / 'saved'),
+                        signatures={'serving_default': module.serve})
+    served = predict.build_backend(config, saved_model=str(tmp_path / 'saved'))
+    image = _random_scene(97, 161, 4)
+    expected = backend(image)
+    outputs = served(image)
+    for key in (common.PRED_PANOPTIC_KEY, common.PRED_SEMANTIC_KEY,
+                common.PRED_INSTANCE_KEY):
+        np.testing.assert_array_equal(outputs[key], expected[key])
+    np.testing.assert_allclose(outputs[common.PRED_INSTANCE_SCORES_KEY],
+                               expected[common.PRED_INSTANCE_SCORES_KEY],
+                               atol=1e-6)
+
+
+def test_saved_model_without_the_contract_is_named(tmp_path):
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda images: {'panoptic_pred': tf.cast(images[..., 0], tf.int32)},
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                       name='images')])
+    tf.saved_model.save(module, str(tmp_path / 'partial'),
+                        signatures={'serving_default': module.serve})
+    with pytest.raises(ValueError, match=r'lacks outputs \[.semantic_pred'):
+        predict.SavedModelBackend(str(tmp_path / 'partial'))
+    tf.saved_model.save(module, str(tmp_path / 'other'),
+                        signatures={'other': module.serve})
+    with pytest.raises(ValueError, match="no 'serving_default' signature"):
+        predict.SavedModelBackend(str(tmp_path / 'other'))
+    with pytest.raises(FileNotFoundError, match='missing'):
+        predict.SavedModelBackend(str(tmp_path / 'missing'))
+
+
+def test_unreadable_image_is_skipped_and_named(backend, images, tmp_path):
+    (images / 'broken.png').write_bytes(b'not an image')
+    valid = io.BytesIO()
+    Image.fromarray(_random_scene(40, 40, 5)).save(valid, format='PNG')
+    (images / 'truncated.png').write_bytes(valid.getvalue()[:200])
+    paths = [str(images / name) for name in
+             ('broken.png', 'street.png', 'truncated.png')]
+    result = predict.predict_images(backend, DESCRIPTOR, paths,
+                                    str(tmp_path / 'out'))
+    assert result.written == ['street']
+    assert [path for path, _ in result.skipped] == [paths[0], paths[2]]
+    assert all(path in reason for path, reason in result.skipped)
+    assert (tmp_path / 'out' / 'street_segments.json').exists()
+    assert sorted(os.listdir(tmp_path / 'out')) == [
+        'street_overlay.jpg', 'street_panoptic.png', 'street_segments.json']
+
+
+def test_cli(fixture, images, tmp_path, repo_root):
+    config_file, checkpoint = fixture
+    (images / 'broken.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    command = [sys.executable, str(repo_root / 'scripts' / 'predict.py'),
+               f'--config_file={config_file}',
+               f'--checkpoint_path={checkpoint}',
+               f'--output_dir={tmp_path / "out"}',
+               '--config_override=evaluator_options.stuff_area_limit=0']
+    environment = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
+    # street.png and broken.jpg: the good image is written, the broken
+    # one named, and the exit status says something was skipped.
+    run = subprocess.run(command + [f'--input={images}/[sb]*.[jp][pn]g'],
+                         capture_output=True, text=True, env=environment)
+    assert run.returncode == 1, run.stderr
+    assert f'{images}/broken.jpg' in run.stderr
+    assert 'Wrote predictions for 1 image to' in run.stderr
+    assert sorted(os.listdir(tmp_path / 'out')) == [
+        'street_overlay.jpg', 'street_panoptic.png', 'street_segments.json']
+
+    missing = subprocess.run(command + [f'--input={tmp_path}/none/*.png'],
+                             capture_output=True, text=True, env=environment)
+    assert missing.returncode == 2
+    assert f"Input '{tmp_path}/none/*.png' matches no image files" in (
+        missing.stderr)
+
+
+def test_read_rgb_image_converts_modes_and_orientation(tmp_path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    Image.fromarray(gray, 'L').save(tmp_path / 'gray.png')
+    np.testing.assert_array_equal(
+        predict.read_rgb_image(str(tmp_path / 'gray.png')),
+        np.repeat(gray[..., None], 3, axis=2))
+    deep = (gray.astype(np.uint16) * 257)
+    Image.fromarray(deep).save(tmp_path / 'deep.png')  # 16-bit grayscale
+    np.testing.assert_array_equal(
+        predict.read_rgb_image(str(tmp_path / 'deep.png'))[..., 1], gray)
+    rgba = np.zeros([3, 4, 4], np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 0  # fully transparent red
+    Image.fromarray(rgba, 'RGBA').save(tmp_path / 'rgba.png')
+    assert predict.read_rgb_image(str(tmp_path / 'rgba.png'))[0, 0].tolist() \
+        == [200, 0, 0]
+    # EXIF orientation 6: stored 3x4, shown rotated to 4x3.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros([3, 4, 3], np.uint8)).save(
+        tmp_path / 'rotated.jpg', exif=exif)
+    assert predict.read_rgb_image(str(tmp_path / 'rotated.jpg')).shape == (
+        4, 3, 3)
+
+
+def test_find_images_and_output_names(tmp_path):
+    (tmp_path / 'sub').mkdir()
+    for name in ('a.jpg', 'a.png', 'sub/b.PNG', 'notes.txt',
+                 'b_panoptic.png', 'b_overlay.jpg'):
+        (tmp_path / name).write_bytes(b'')
+    # A folder: images by extension; a previous run's outputs there are
+    # not inputs when the output folder is the input folder.
+    found = predict.find_images(str(tmp_path), exclude_dir=str(tmp_path))
+    assert [os.path.basename(path) for path in found] == ['a.jpg', 'a.png']
+    found = predict.find_images(f'{tmp_path}/**/*.*[gG]',
+                                exclude_dir='/else')
+    assert len(found) == 5
+    names = predict.output_names(
+        [str(tmp_path / name) for name in ('a.jpg', 'a.png', 'sub/b.PNG')])
+    assert sorted(names.values()) == ['a_jpg', 'a_png', 'sub/b']
+    with pytest.raises(FileNotFoundError, match=r"Input '.*\*\.gif'"):
+        predict.find_images(f'{tmp_path}/*.gif')
+
+
+def test_backend_choice_is_exactly_one():
+    with pytest.raises(ValueError, match='exactly one'):
+        predict.build_backend(None)
+    with pytest.raises(ValueError, match='exactly one'):
+        predict.build_backend(None, checkpoint_path='a', saved_model='b')
+
+
+def test_progress_line():
+    stream = io.StringIO()
+    progress = predict.Progress(2, stream=stream, enabled=True)
+    progress.update(1, 'a.png')
+    progress.update(2, 'b.png')
+    text = stream.getvalue()
+    assert '[1/2]' in text and 'a.png' in text and 'ETA' in text
+    assert text.endswith('\n')
+    quiet = io.StringIO()
+    predict.Progress(2, stream=quiet, enabled=False).update(1, 'a.png')
+    assert quiet.getvalue() == ''
