@@ -47,8 +47,9 @@ class PostProcessOptions:
       static_shapes: use only static shapes (required under
         jit_compile=True): centers padded to keep_k_centers and distances
         computed for every pixel. Same results, more work.
-      jit_dense_stages: compile the per-pixel stages with XLA (off for
-        runtimes without XLA, e.g. TFLite/ONNX conversion).
+      jit_dense_stages: compile the per-pixel stages and the grouping's
+        distance kernel with XLA (off for runtimes without XLA, e.g.
+        TFLite/ONNX conversion).
     """
     thing_class_ids: tuple[int, ...]
     label_divisor: int
@@ -172,9 +173,10 @@ def _nearest_in_blocks(points, centers_yx, valid, block, fused=False):
     return tf.reshape(nearest, [-1])[:count]
 
 
-def _group_image_dynamic(offsets, is_thing, centers_yx, valid):
+def _group_image_dynamic(offsets, is_thing, centers_yx, valid, fused=True):
     """One image: only thing pixels, only as many centers as are valid
-    (rounded up to a bucket, so few kernel shapes get compiled)."""
+    (rounded up to a bucket, so few kernel shapes get compiled). fused: the
+    XLA distance kernel (off for runtimes without XLA)."""
     num_centers = tf.reduce_sum(tf.cast(valid, tf.int32))
     slots = tf.minimum(tf.shape(valid)[0],
                        -(-num_centers // _CENTER_BUCKET) * _CENTER_BUCKET)
@@ -187,7 +189,7 @@ def _group_image_dynamic(offsets, is_thing, centers_yx, valid):
         coords = tf.cast(tf.where(is_thing), tf.int32)
         points = tf.cast(coords, tf.float32) + tf.gather_nd(offsets, coords)
         nearest = _nearest_in_blocks(points, centers_yx, valid, _POINT_BLOCK,
-                                     fused=True)
+                                     fused=fused)
         # A segment max is a scatter here (one value per pixel) and several
         # times faster than scatter_nd; non-thing pixels get INT_MIN, which
         # group_pixels masks out.
@@ -214,11 +216,16 @@ def _group_image_static(offsets, is_thing, centers_yx, valid):
 
 
 def group_pixels(offset_map, is_thing, centers: Centers,
-                 static_shapes: bool):
+                 static_shapes: bool, fused: bool = True):
     """[B, H, W, 2] (dy, dx) offsets, [B, H, W] thing mask -> [B, H, W]
     int32 instance ids: 1 + index of the nearest center on thing pixels, 0
-    elsewhere and in images without centers."""
-    group = _group_image_static if static_shapes else _group_image_dynamic
+    elsewhere and in images without centers. fused: compile the dynamic
+    path's distance kernel with XLA (TFLite/ONNX converters cannot take an
+    XLA-compiled function call)."""
+    if static_shapes:
+        group = _group_image_static
+    else:
+        group = lambda *args: _group_image_dynamic(*args, fused=fused)
     nearest = tf.map_fn(
         lambda args: group(*args),
         (offset_map, is_thing, centers.yx, centers.valid),
@@ -350,7 +357,8 @@ class PanopticPostProcessor:
                                  self.options.static_shapes)
         instance = group_pixels(
             tf.cast(outputs[common.PRED_OFFSET_MAP_KEY], tf.float32),
-            is_thing, centers, self.options.static_shapes)
+            is_thing, centers, self.options.static_shapes,
+            fused=self.options.jit_dense_stages)
         panoptic, scores = self._merge(semantic, instance, is_thing,
                                        self._pad_slots(centers.scores),
                                        probs.shape[-1])
