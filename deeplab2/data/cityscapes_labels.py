@@ -24,6 +24,12 @@ CLASS_NAMES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole',
                'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky',
                'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
                'bicycle')
+# Train id -> Cityscapes label id, what the official evaluators and the
+# benchmark server read (cityscapesscripts' table; a test checks them).
+LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31,
+             32, 33)
+# Label id of void ('unlabeled').
+VOID_LABEL_ID = 0
 
 
 @dataclasses.dataclass(frozen=True)

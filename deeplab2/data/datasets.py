@@ -32,6 +32,9 @@ class DatasetDescriptor:
       colormap: name of the palette used for visualization.
       class_names: the name of each semantic label 0..num_classes-1 (for
         predictions shown to people).
+      eval_ids: the id each semantic label 0..num_classes-1 has in the
+        dataset's official evaluation and benchmark server (Cityscapes
+        label ids, COCO category ids); `eval_void_id` is void's.
     """
     name: str
     splits_to_sizes: Mapping[str, int]
@@ -41,6 +44,8 @@ class DatasetDescriptor:
     class_has_instances_list: tuple[int, ...]
     colormap: str
     class_names: tuple[str, ...] = ()
+    eval_ids: tuple[int, ...] = ()
+    eval_void_id: int = 0
 
     @property
     def thing_class_ids(self) -> tuple[int, ...]:
@@ -64,6 +69,8 @@ CITYSCAPES_PANOPTIC = DatasetDescriptor(
     class_has_instances_list=tuple(range(11, 19)),
     colormap='cityscapes',
     class_names=cityscapes_labels.CLASS_NAMES,
+    eval_ids=cityscapes_labels.LABEL_IDS,
+    eval_void_id=cityscapes_labels.VOID_LABEL_ID,
 )
 
 COCO_PANOPTIC = DatasetDescriptor(
@@ -77,6 +84,9 @@ COCO_PANOPTIC = DatasetDescriptor(
     colormap='coco',
     class_names=('void',) + tuple(category.name for category in
                                   coco_labels.COCO_CATEGORIES),
+    # Label 0 is void and stays 0.
+    eval_ids=coco_labels.LABEL_TO_COCO_ID,
+    eval_void_id=0,
 )
 
 # The embedded synthetic dataset (deeplab2.data.demo): Cityscapes' label
@@ -92,6 +102,8 @@ DEMO = DatasetDescriptor(
     class_has_instances_list=CITYSCAPES_PANOPTIC.class_has_instances_list,
     colormap=CITYSCAPES_PANOPTIC.colormap,
     class_names=CITYSCAPES_PANOPTIC.class_names,
+    eval_ids=CITYSCAPES_PANOPTIC.eval_ids,
+    eval_void_id=CITYSCAPES_PANOPTIC.eval_void_id,
 )
 
 DATASETS: Mapping[str, DatasetDescriptor] = {

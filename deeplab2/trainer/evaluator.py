@@ -32,18 +32,25 @@ def build_metrics(descriptor: datasets.DatasetDescriptor,
 
 
 def restore_size(prediction: np.ndarray, resized_size, raw_size):
-    """[H, W] prediction on the padded crop -> [h, w] on the raw image.
+    """[H, W(, C)] map on the padded crop -> [h, w(, C)] on the raw image.
 
     The eval pipeline pads at the bottom/right, so the image occupies the
     top-left `resized_size`; a resized image maps back by nearest neighbour.
     """
     height, width = int(resized_size[0]), int(resized_size[1])
     prediction = prediction[:height, :width]
-    if (height, width) != (int(raw_size[0]), int(raw_size[1])):
-        prediction = tf.image.resize(
-            prediction[..., None], [int(raw_size[0]), int(raw_size[1])],
-            method='nearest').numpy()[..., 0]
-    return prediction
+    raw = (int(raw_size[0]), int(raw_size[1]))
+    if (height, width) == raw:
+        return prediction
+    flat = prediction.ndim == 2
+    resized = tf.image.resize(prediction[..., None] if flat else prediction,
+                              raw, method='nearest').numpy()
+    return resized[..., 0] if flat else resized
+
+
+def _drop_channel(value: np.ndarray) -> np.ndarray:
+    """[H, W, 1] -> [H, W] (the center heatmap); other maps unchanged."""
+    return value[..., 0] if value.ndim == 3 and value.shape[-1] == 1 else value
 
 
 class Evaluator:
@@ -60,11 +67,13 @@ class Evaluator:
             lambda images: strategy.run(inference, args=(images,)))
 
     def evaluate(self, dataset: tf.data.Dataset, eval_steps: int = -1,
-                 on_batch=None) -> dict:
+                 on_batch=None, on_image=None) -> dict:
         """Runs one pass (or eval_steps batches); returns the metric values.
 
-        on_batch(inputs, predictions) is called with host numpy dicts, e.g.
-        to save visualizations.
+        on_batch(inputs, predictions) is called with host numpy dicts of the
+        padded batch (e.g. for image summaries); on_image(name, image,
+        predictions, labels) with one image's maps at its own size (e.g. a
+        PredictionWriter's `write`).
         """
         metrics = None
         distributed = self.strategy.experimental_distribute_dataset(dataset)
@@ -78,7 +87,11 @@ class Evaluator:
                 metrics = build_metrics(
                     self.descriptor,
                     panoptic=common.PRED_PANOPTIC_KEY in predictions)
-            self._update(metrics, inputs, predictions)
+            for name, image, restored, labels in _images(inputs,
+                                                         predictions):
+                _update(metrics, name, restored, labels)
+                if on_image is not None:
+                    on_image(name, image, restored, labels)
             if on_batch is not None:
                 on_batch(inputs, predictions)
         if metrics is None:
@@ -88,29 +101,43 @@ class Evaluator:
             results.update(metric.result())
         return results
 
-    def _update(self, metrics, inputs, predictions):
-        for i in range(len(inputs[common.GT_SIZE_RAW])):
-            name = inputs[common.IMAGE_NAME][i].decode()
-            raw_size = inputs[common.GT_SIZE_RAW][i]
-            resized_size = inputs[common.RESIZED_IMAGE][i].shape[:2] if (
-                common.RESIZED_IMAGE in inputs) else raw_size
 
-            def restore(key):
-                return restore_size(predictions[key][i], resized_size,
-                                    raw_size)
+# Per-pixel predictions carried to the image's own size (the others, such
+# as logits, stay on the padded crop and are not needed per image).
+_PER_IMAGE_KEYS = (common.PRED_SEMANTIC_KEY, common.PRED_PANOPTIC_KEY,
+                   common.PRED_INSTANCE_KEY, common.PRED_INSTANCE_SCORES_KEY,
+                   common.PRED_CENTER_HEATMAP_KEY)
 
-            metrics['miou'].update_state(
-                inputs[common.GT_SEMANTIC_RAW][i],
-                restore(common.PRED_SEMANTIC_KEY), image_name=name)
-            if 'pq' in metrics:
-                panoptic = restore(common.PRED_PANOPTIC_KEY)
-                metrics['pq'].update_state(
-                    inputs[common.GT_PANOPTIC_RAW][i], panoptic,
-                    image_name=name)
-                metrics['ap'].update_state(
-                    inputs[common.GT_PANOPTIC_RAW][i], panoptic,
-                    restore(common.PRED_INSTANCE_SCORES_KEY),
-                    image_name=name)
+
+def _images(inputs: dict, predictions: dict):
+    """Yields (name, image, predictions, labels) per image of a host batch,
+    each map cropped/resized back to the raw image size."""
+    for i in range(len(inputs[common.GT_SIZE_RAW])):
+        name = inputs[common.IMAGE_NAME][i].decode()
+        raw_size = inputs[common.GT_SIZE_RAW][i]
+        resized_size = inputs[common.RESIZED_IMAGE][i].shape[:2] if (
+            common.RESIZED_IMAGE in inputs) else raw_size
+        restored = {key: restore_size(_drop_channel(predictions[key][i]),
+                                      resized_size, raw_size)
+                    for key in _PER_IMAGE_KEYS if key in predictions}
+        image = restore_size(inputs[common.IMAGE][i], resized_size, raw_size)
+        labels = {key: inputs[key][i] for key in (common.GT_SEMANTIC_RAW,
+                                                  common.GT_PANOPTIC_RAW)
+                  if key in inputs}
+        yield name, image, restored, labels
+
+
+def _update(metrics: dict, name: str, predictions: dict, labels: dict):
+    metrics['miou'].update_state(labels[common.GT_SEMANTIC_RAW],
+                                 predictions[common.PRED_SEMANTIC_KEY],
+                                 image_name=name)
+    if 'pq' in metrics:
+        panoptic = predictions[common.PRED_PANOPTIC_KEY]
+        metrics['pq'].update_state(labels[common.GT_PANOPTIC_RAW], panoptic,
+                                   image_name=name)
+        metrics['ap'].update_state(
+            labels[common.GT_PANOPTIC_RAW], panoptic,
+            predictions[common.PRED_INSTANCE_SCORES_KEY], image_name=name)
 
 
 def _to_host(strategy, values) -> dict:

@@ -25,6 +25,7 @@ from deeplab2 import vis
 from deeplab2 import loss as loss_lib
 from deeplab2.data import datasets
 from deeplab2.data import input_pipeline
+from deeplab2.evaluation import prediction_writer
 from deeplab2.model import builder
 from deeplab2.model import inference as inference_lib
 from deeplab2.trainer import evaluator as evaluator_lib
@@ -224,9 +225,15 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
     writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
     visualize = _image_summaries(writer, step, descriptor,
                                  config.evaluator_options.num_vis_samples)
-    metrics = evaluator.evaluate(dataset,
-                                 config.evaluator_options.eval_steps,
-                                 on_batch=visualize)
+    predictions_writer = prediction_writer.PredictionWriter.from_config(
+        config, model_dir, descriptor)
+    try:
+        metrics = evaluator.evaluate(
+            dataset, config.evaluator_options.eval_steps, on_batch=visualize,
+            on_image=predictions_writer and predictions_writer.write)
+    finally:
+        if predictions_writer is not None:
+            predictions_writer.close()
     scalars = {key: float(value) for key, value in metrics.items()
                if _is_scalar(value)}
     _write_scalars(writer, step, scalars)

@@ -74,3 +74,20 @@ def test_class_names_one_per_label():
     assert len(coco.class_names) == coco.num_classes
     assert (coco.class_names[0], coco.class_names[1],
             coco.class_names[133]) == ('void', 'person', 'rug-merged')
+
+
+def test_eval_ids_agree_with_cityscapesscripts_and_coco():
+    """Train id -> label id from cityscapesscripts' table (independent of
+    ours); COCO labels -> category ids with void 0."""
+    from cityscapesscripts.helpers import labels as cs_labels
+    label_ids = {label.trainId: label.id for label in cs_labels.labels
+                 if 0 <= label.trainId < 255}
+    city = datasets.CITYSCAPES_PANOPTIC
+    assert city.eval_ids == tuple(label_ids[i] for i in range(19))
+    assert cs_labels.id2label[city.eval_void_id].name == 'unlabeled'
+    assert datasets.DEMO.eval_ids == city.eval_ids
+    coco = datasets.COCO_PANOPTIC
+    assert len(coco.eval_ids) == coco.num_classes
+    # person is category 1, rug-merged (the last) 200; void stays 0.
+    assert (coco.eval_ids[0], coco.eval_ids[1], coco.eval_ids[133]) == (
+        0, 1, 200)
