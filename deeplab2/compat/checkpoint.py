@@ -17,6 +17,7 @@ import tempfile
 import uuid
 
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from deeplab2 import common
 from deeplab2 import config as config_lib
@@ -24,8 +25,9 @@ from deeplab2.compat import naming
 from deeplab2.model import builder
 
 ENCODER_ITEM = 'encoder'
+_OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 _COUNTER_ITEMS = ('optimizer', 'global_step', 'save_counter',
-                  '_CHECKPOINTABLE_OBJECT_GRAPH')
+                  _OBJECT_GRAPH_KEY)
 _INSTANCE_LAST_LAYERS = (common.CKPT_INSTANCE_CENTER_HEAD_LAST_LAYER,
                          common.CKPT_INSTANCE_REGRESSION_HEAD_LAST_LAYER)
 _MAX_LISTED = 20
@@ -94,14 +96,51 @@ def restore_checkpoint(model, path, *,
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
         variables = naming.variable_keys(model.checkpoint_items)
+        stored_as = _stored_keys(reader, variables)
+        shapes = {key: value for key, value in shapes.items()
+                  if key not in stored_as.values()}
+        shapes.update({key: reader.get_variable_to_shape_map()[stored]
+                       for key, stored in stored_as.items()})
         summary, plan = _plan_restore(
             prefix, shapes, variables, restore_semantic_last_layer,
             restore_instance_last_layer, expected)
         for source, our_key in plan:
             variable = variables[our_key]
-            variable.assign(tf.cast(reader.get_tensor(source), variable.dtype))
+            value = reader.get_tensor(stored_as.get(source, source))
+            variable.assign(tf.cast(value, variable.dtype))
             summary.restored.append(our_key)
     return summary
+
+
+def _stored_keys(reader, variables) -> dict[str, str]:
+    """{model variable key: the key its value is stored under}, where the
+    two differ.
+
+    TF stores each variable once, under the shortest path to it. Next to a
+    Keras 3 optimizer (our trainer's checkpoints) that is
+    `optimizer/_trainable_variables/N`, not the model's path; the object
+    graph still records the model's path, so follow it. (Our keys' path
+    names hold no '.' or '/', so no unescaping is needed.)
+    """
+    if _OBJECT_GRAPH_KEY not in reader.get_variable_to_shape_map():
+        return {}
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    children = [{child.local_name: child.node_id for child in node.children}
+                for node in graph.nodes]
+    stored = {}
+    for key in variables:
+        path, _, attribute = key.partition('/.ATTRIBUTES/')
+        node = 0
+        for name in path.split('/'):
+            node = children[node].get(name)
+            if node is None:
+                break
+        else:
+            for saved in graph.nodes[node].attributes:
+                if saved.name == attribute and saved.checkpoint_key != key:
+                    stored[key] = saved.checkpoint_key
+    return stored
 
 
 def _plan_restore(prefix, shapes, variables, restore_semantic_last_layer,

@@ -125,6 +125,29 @@ def restored_mobilenet(fixtures_dir):
     return folder, config, model
 
 
+def test_trainer_checkpoint_restores(restored_mobilenet, tmp_path):
+    """The trainer saves the model next to a Keras 3 optimizer, which
+    tracks the trainable variables: TF then stores them under
+    `optimizer/_trainable_variables/N`. They restore by the model's path."""
+    import keras
+    _, config, model = restored_mobilenet
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(
+        global_step=tf.Variable(3, dtype=tf.int64), optimizer=optimizer,
+        **model.checkpoint_items)
+    prefix = checkpoint.write(str(tmp_path / 'ckpt-3'))
+    stored = {key for key, _ in tf.train.list_variables(prefix)}
+    assert any(key.startswith('optimizer/_trainable_variables/')
+               for key in stored)  # the layout this test is about
+    fresh = builder.build_model(config)
+    summary = compat.restore_checkpoint(fresh, prefix)
+    assert summary.source_format == 'deeplab2_keras3'
+    assert len(summary.restored) == len(fresh.variables)
+    for ours, theirs in zip(fresh.variables, model.variables):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 def test_converted_checkpoint_loads_with_plain_tf_train_checkpoint(
         restored_mobilenet, tmp_path):
     folder, config, model = restored_mobilenet
