@@ -355,7 +355,8 @@ class Progress:
     """`[3/10] 1.25 s/image, ETA 0:00:08 name` redrawn on one stderr line;
     silent when stderr is not a terminal (logs get the final summary)."""
 
-    def __init__(self, total: int, stream=None, enabled: Optional[bool] = None):
+    def __init__(self, total: int, stream=None,
+                 enabled: Optional[bool] = None):
         self.total = total
         self.stream = stream or sys.stderr
         self.enabled = (self.stream.isatty() if enabled is None else enabled)

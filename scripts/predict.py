@@ -2,7 +2,7 @@
 
   python scripts/predict.py \
     --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto \
-    --checkpoint_path=/ckpt/resnet50_os32_panoptic_deeplab_cityscapes_trainfine.tar.gz \
+    --checkpoint_path=/ckpt/resnet50_os32_cityscapes.tar.gz \
     --input='/photos/*.jpg' --output_dir=/tmp/predictions
 
 or `--saved_model=/exports/resnet50` instead of `--checkpoint_path`. Writes

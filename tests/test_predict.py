@@ -13,7 +13,6 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from deeplab2 import common
 from deeplab2 import compat
 from deeplab2 import config as config_lib
 from deeplab2 import predict
@@ -165,38 +164,29 @@ def test_eval_crop_size_equals_evaluator_and_crop_does_not_matter(
                                       err_msg=key)
 
 
-class _Serving(tf.Module):
-    """The export contract, built here: serving_default(images=uint8
-    [B, H, W, 3]) -> the five post-processed maps."""
-
-    def __init__(self, config, model):
-        super().__init__()
-        self.model = model
-        self._inference = inference.build_inference(config, model)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3],
-                                                tf.uint8, name='images')])
-    def serve(self, images):
-        outputs = self._inference(tf.cast(images, tf.float32))
-        return {key: outputs[key] for key in predict.OUTPUT_KEYS}
-
-
 def test_saved_model_backend_equals_checkpoint_backend(restored, backend,
-                                                       tmp_path):
-    config, _ = restored
-    module = _Serving(*restored)
-    tf.saved_model.save(module, str(tmp_path / 'saved'),
-                        signatures={'serving_default': module.serve})
+                                                       images, tmp_path):
+    """End to end with the real exporter: predict on its SavedModel writes
+    what predict on the checkpoint writes."""
+    from deeplab2 import export
+    config, model = restored
+    export.export_model(config, model, tmp_path / 'saved')
     served = predict.build_backend(config, saved_model=str(tmp_path / 'saved'))
-    image = _random_scene(97, 161, 4)
-    expected = backend(image)
-    outputs = served(image)
-    for key in (common.PRED_PANOPTIC_KEY, common.PRED_SEMANTIC_KEY,
-                common.PRED_INSTANCE_KEY):
-        np.testing.assert_array_equal(outputs[key], expected[key])
-    np.testing.assert_allclose(outputs[common.PRED_INSTANCE_SCORES_KEY],
-                               expected[common.PRED_INSTANCE_SCORES_KEY],
-                               atol=1e-6)
+    paths = [str(images / 'street.png')]
+    predict.predict_images(served, DESCRIPTOR, paths, str(tmp_path / 'sm'))
+    predict.predict_images(backend, DESCRIPTOR, paths, str(tmp_path / 'ck'))
+    np.testing.assert_array_equal(
+        _decode_segment_ids(tmp_path / 'sm' / 'street_panoptic.png'),
+        _decode_segment_ids(tmp_path / 'ck' / 'street_panoptic.png'))
+    from_saved_model = json.loads(
+        (tmp_path / 'sm' / 'street_segments.json').read_text())
+    from_checkpoint = json.loads(
+        (tmp_path / 'ck' / 'street_segments.json').read_text())
+    for ours, theirs in zip(from_saved_model['segments'],
+                            from_checkpoint['segments'], strict=True):
+        if theirs['isthing']:
+            theirs['score'] = pytest.approx(theirs['score'], abs=1e-5)
+        assert ours == theirs
 
 
 def test_saved_model_without_the_contract_is_named(tmp_path):
