@@ -159,28 +159,27 @@ def checked_images(images, name: str = IMAGES_INPUT):
 
 
 def decode_encoded_image(encoded_image, name: str = ENCODED_IMAGE_INPUT):
-    """One scalar string of JPEG/PNG bytes -> [1, H, W, 3] uint8, with checks
-    that name the input instead of a decoder kernel's message."""
-    padded_shape = tf.concat([tf.shape(encoded_image), [-1]], axis=0)
-    scalar_check = tf.debugging.Assert(tf.equal(padded_shape[0], -1), [
-        f'`{name}` must be one scalar string (the bytes of one JPEG or PNG '
-        'file); got shape', tf.shape(encoded_image)],
-        name=f'{name}_rank_check')
-    with tf.control_dependencies([scalar_check]):
-        is_jpeg = tf.equal(tf.strings.substr(encoded_image, 0,
-                                             len(_JPEG_MAGIC)), _JPEG_MAGIC)
-        is_png = tf.equal(tf.strings.substr(encoded_image, 0,
-                                            len(_PNG_MAGIC)), _PNG_MAGIC)
-        format_check = tf.debugging.Assert(
-            tf.logical_or(is_jpeg, is_png), [
-                f'`{name}` is not a JPEG or PNG file; its length in bytes '
-                'is', tf.strings.length(encoded_image)],
-            name=f'{name}_format_check')
+    """One scalar string of JPEG/PNG bytes -> [1, H, W, 3] uint8, with a
+    check that names the input instead of a decoder kernel's message.
+
+    A non-scalar input fails at node `encoded_image_format_check` with "In[0]
+    should be a scalar": an explicit rank check of an input declared scalar
+    is folded away by the graph optimizer, so it could never fire.
+    """
+    is_jpeg = tf.equal(tf.strings.substr(encoded_image, 0, len(_JPEG_MAGIC)),
+                       _JPEG_MAGIC)
+    is_png = tf.equal(tf.strings.substr(encoded_image, 0, len(_PNG_MAGIC)),
+                      _PNG_MAGIC)
+    format_check = tf.debugging.Assert(
+        tf.logical_or(is_jpeg, is_png), [
+            f'`{name}` is not a JPEG or PNG file; its length in bytes is',
+            tf.strings.length(encoded_image)], name=f'{name}_format_check')
     with tf.control_dependencies([format_check]):
         # channels=3: grayscale is expanded and alpha dropped, as the model
         # takes RGB.
         image = tf.io.decode_image(encoded_image, channels=3,
-                                   dtype=tf.uint8, expand_animations=False)
+                                   dtype=tf.uint8, expand_animations=False,
+                                   name='decode_encoded_image')
     return image[None]
 
 
@@ -217,13 +216,10 @@ class ServingModule(tf.Module):
     def _serve_encoded(self, encoded_image):
         images = decode_encoded_image(encoded_image)
         if self._input_size is not None:
-            size_check = tf.debugging.assert_equal(
-                tf.shape(images)[1:3], tf.constant(self._input_size),
-                message=f'`{ENCODED_IMAGE_INPUT}` must decode to the '
-                        f'exported input size {self._input_size}')
-            with tf.control_dependencies([size_check]):
-                images = tf.ensure_shape(tf.identity(images),
-                                         [1, *self._input_size, 3])
+            # The error names this node and both shapes.
+            images = tf.ensure_shape(
+                images, [1, *self._input_size, 3],
+                name=f'{ENCODED_IMAGE_INPUT}_size_check')
         return self._predict_fn(images)
 
     def signatures(self, encoded: bool = True) -> dict:
