@@ -76,13 +76,19 @@ class Evaluator:
         PredictionWriter's `write`).
         """
         metrics = None
-        distributed = self.strategy.experimental_distribute_dataset(dataset)
+        distributed = self.strategy.experimental_distribute_dataset(
+            _pad_for_replicas(dataset, self.strategy.num_replicas_in_sync))
         for step, inputs in enumerate(distributed):
             if 0 <= eval_steps <= step:
                 break
             predictions = _to_host(self.strategy, self._predict(
                 inputs[common.IMAGE]))
             inputs = _to_host(self.strategy, inputs)
+            real = inputs.pop(_REAL_EXAMPLE, None)
+            if real is not None:
+                inputs = {key: value[real] for key, value in inputs.items()}
+                predictions = {key: value[real]
+                               for key, value in predictions.items()}
             if metrics is None:
                 metrics = build_metrics(
                     self.descriptor,
@@ -100,6 +106,29 @@ class Evaluator:
         for metric in metrics.values():
             results.update(metric.result())
         return results
+
+
+_REAL_EXAMPLE = 'is_real_example'
+
+
+def _pad_for_replicas(dataset: tf.data.Dataset, replicas: int):
+    """Pads each batch to a multiple of the replica count by repeating its
+    last example, marked unreal, so no replica gets an empty batch (a
+    partial last batch would otherwise leave one empty, and convolutions
+    reject empty inputs); the evaluator drops the padding on the host."""
+    if replicas == 1:
+        return dataset
+
+    def pad(batch):
+        size = tf.shape(batch[common.IMAGE])[0]
+        missing = (replicas - size % replicas) % replicas
+        padded = {key: tf.concat([value, tf.repeat(value[-1:], missing, 0)],
+                                 axis=0)
+                  for key, value in batch.items()}
+        padded[_REAL_EXAMPLE] = tf.range(size + missing) < size
+        return padded
+
+    return dataset.map(pad)
 
 
 # Per-pixel predictions carried to the image's own size (the others, such

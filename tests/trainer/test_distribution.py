@@ -77,3 +77,63 @@ def test_mirrored_two_replicas_equal_one_device():
                             cwd=REPO_ROOT)
     assert result.returncode == 0, (result.stdout[-2000:] +
                                     result.stderr[-4000:])
+
+
+_EVAL_SCRIPT = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from deeplab2 import config as config_lib
+    from deeplab2.data import datasets, demo, input_pipeline
+    from deeplab2.model import builder, inference
+    from deeplab2.trainer import evaluator as evaluator_lib
+
+    shards = demo.materialize_demo_dataset(cache_dir=sys.argv[2],
+                                           num_train=1, num_val=3)
+    config = config_lib.load_config(sys.argv[1], [
+        'model_options.backbone.backbone_width_multiplier=0.35',
+        f'eval_dataset_options.file_pattern={shards}/val-*',
+        'eval_dataset_options.batch_size=2',
+        'evaluator_options.center_score_threshold=0.0'])
+
+    def evaluate(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = builder.build_model(config)
+        evaluator = evaluator_lib.Evaluator(
+            strategy, inference.build_inference(config, model),
+            datasets.DEMO)
+        names = []
+        dataset = input_pipeline.build_dataset(
+            config.eval_dataset_options, is_training=False,
+            field='eval_dataset_options')
+        metrics = evaluator.evaluate(
+            dataset, on_image=lambda name, *_: names.append(name))
+        return metrics, names
+
+    one, one_names = evaluate(tf.distribute.OneDeviceStrategy('/cpu:0'))
+    two, two_names = evaluate(
+        tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
+    # Three images in batches of 2: the last batch leaves a replica empty.
+    assert sorted(one_names) == sorted(two_names) and len(set(one_names)) == 3
+    for key in ('pq', 'pq_thing', 'pq_stuff', 'miou', 'ap', 'ap50'):
+        print(key, one[key], two[key])
+        assert abs(one[key] - two[key]) < 1e-6, key
+    assert (one['confusion_matrix'] == two['confusion_matrix']).all()
+    assert one['confusion_matrix'].sum() > 0
+''')
+
+
+def test_mirrored_eval_gathers_every_replica(tmp_path):
+    config = (REPO_ROOT / 'configs/demo/'
+              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
+    result = subprocess.run([sys.executable, '-c', _EVAL_SCRIPT, str(config),
+                             str(tmp_path)],
+                            capture_output=True, text=True, timeout=600,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, (result.stdout[-2000:] +
+                                    result.stderr[-4000:])
