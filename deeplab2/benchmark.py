@@ -247,3 +247,37 @@ def train_step(config_path: str, height: int = 257, width: int = 513,
     result['step'] = median_seconds(lambda: trainer.train(iterator, 1), runs,
                                     warmup)
     return result
+
+
+def serve_latency(config_path: str, height: int = 1025, width: int = 2049,
+                  batch_size: int = 1, runs: int = 5, warmup: int = 2,
+                  jit_postprocessing: bool = True) -> dict:
+    """Latency of an exported SavedModel's serving_default (checks, network,
+    post-processing) on a random uint8 image, after a round trip through
+    tf.saved_model.save / load. The model keeps its random initial weights:
+    the network's cost does not depend on them, post-processing's does a
+    little (through the number of centers), so the instance count is
+    reported with the time."""
+    import tempfile
+    from deeplab2 import export
+    config = config_lib.load_config(config_path)
+    model = export.load_model(config, checkpoint_path=None)
+    options = export.ExportOptions(jit_postprocessing=jit_postprocessing)
+    images = tf.constant(np.random.RandomState(0).randint(
+        0, 256, [batch_size, height, width, 3], dtype=np.uint8))
+    result = {'config': str(config_path),
+              'input_shape': [batch_size, height, width, 3],
+              'jit_postprocessing': jit_postprocessing,
+              'device': _device_name()}
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        path = export.export_model(config, model, f'{folder}/saved_model',
+                                   options=options)
+        result['export_s'] = time.perf_counter() - start
+        serve = tf.saved_model.load(path).signatures[export.DEFAULT_SIGNATURE]
+        result['latency'] = median_seconds(lambda: serve(images=images),
+                                           runs, warmup)
+        outputs = serve(images=images)
+    result['instances'] = int(tf.reduce_max(
+        outputs[common.PRED_INSTANCE_KEY]).numpy())
+    return result

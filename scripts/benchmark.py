@@ -16,6 +16,11 @@ median over --runs timed runs after --warmup untimed ones.
   # PQ + mIoU over 50 synthetic 1024x2048 predictions, ours against
   # cityscapesscripts' panoptic evaluator on the same files:
   python scripts/benchmark.py eval --num_images=50
+  # Exported SavedModel latency (network + post-processing), random weights,
+  # 1x1025x2049 by default:
+  python scripts/benchmark.py serve \
+    --config_file=configs/cityscapes/panoptic_deeplab/mobilenet_v3_small_os16.textproto \
+    --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto
 """
 
 import json
@@ -43,7 +48,7 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 50,
                                    'eval: number of synthetic predictions.')
 
-_BENCHMARKS = ('network', 'postprocess', 'input', 'train', 'eval')
+_BENCHMARKS = ('network', 'postprocess', 'input', 'train', 'eval', 'serve')
 
 
 def main(argv):
@@ -65,6 +70,11 @@ def main(argv):
             results = [eval_benchmark.eval_speed(
                 folder, _NUM_IMAGES.value, _HEIGHT.value or 1024,
                 _WIDTH.value or 2048, runs=_RUNS.value)]
+    elif argv[1] == 'serve':
+        results = [benchmark.serve_latency(
+            path, _HEIGHT.value or 1025, _WIDTH.value or 2049,
+            batch_size=size, runs=_RUNS.value, warmup=_WARMUP.value)
+            for path in _CONFIG_FILES.value for size in batch_sizes]
     elif argv[1] == 'input':
         with tempfile.TemporaryDirectory() as folder:
             pattern = benchmark.write_synthetic_tfrecords(folder)
