@@ -386,6 +386,8 @@ def predict_images(backend: Backend, descriptor: datasets.DatasetDescriptor,
                    image_paths: Sequence[str], output_dir: str,
                    progress: Optional[Progress] = None) -> PredictResult:
     """Predicts and writes every image; unreadable ones are skipped."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f'Output folder {output_dir} is a file.')
     os.makedirs(output_dir, exist_ok=True)
     names = output_names(image_paths)
     progress = progress or Progress(len(image_paths))

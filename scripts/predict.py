@@ -50,8 +50,9 @@ def main(argv):
             checkpoint_path=_CHECKPOINT_PATH.value,
             saved_model=_SAVED_MODEL.value,
             config_overrides=_CONFIG_OVERRIDE.value)
-    except (FileNotFoundError, ValueError) as error:
-        # Bad paths, configs, checkpoints: the message names the culprit.
+    except (OSError, ValueError) as error:
+        # Bad paths, configs, checkpoints, an unwritable output folder: the
+        # message names the culprit. Files already written stay.
         print(f'Error: {error}', file=sys.stderr)
         return 2
     print(f'Wrote predictions for {_count(result.written, "image")} to '

@@ -219,9 +219,12 @@ def test_unreadable_image_is_skipped_and_named(backend, images, tmp_path):
     assert result.written == ['street']
     assert [path for path, _ in result.skipped] == [paths[0], paths[2]]
     assert all(path in reason for path, reason in result.skipped)
-    assert (tmp_path / 'out' / 'street_segments.json').exists()
     assert sorted(os.listdir(tmp_path / 'out')) == [
         'street_overlay.jpg', 'street_panoptic.png', 'street_segments.json']
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(NotADirectoryError, match='a_file is a file'):
+        predict.predict_images(backend, DESCRIPTOR, paths,
+                               str(tmp_path / 'a_file'))
 
 
 def test_cli(fixture, images, tmp_path, repo_root):
