@@ -254,30 +254,41 @@ def serve_latency(config_path: str, height: int = 1025, width: int = 2049,
                   jit_postprocessing: bool = True) -> dict:
     """Latency of an exported SavedModel's serving_default (checks, network,
     post-processing) on a random uint8 image, after a round trip through
-    tf.saved_model.save / load. The model keeps its random initial weights:
-    the network's cost does not depend on them, post-processing's does a
-    little (through the number of centers), so the instance count is
-    reported with the time."""
+    tf.saved_model.save / load; and of the same export without
+    post-processing (`network_latency`), so its share shows.
+
+    The model keeps its random initial weights: the network's cost does not
+    depend on them, post-processing's does (through the number of centers
+    and thing pixels; random weights typically give none), so the instance
+    count is reported with the time; `postprocess` times a prediction with
+    60 instances.
+    """
     import tempfile
     from deeplab2 import export
     config = config_lib.load_config(config_path)
     model = export.load_model(config, checkpoint_path=None)
-    options = export.ExportOptions(jit_postprocessing=jit_postprocessing)
     images = tf.constant(np.random.RandomState(0).randint(
         0, 256, [batch_size, height, width, 3], dtype=np.uint8))
     result = {'config': str(config_path),
               'input_shape': [batch_size, height, width, 3],
               'jit_postprocessing': jit_postprocessing,
               'device': _device_name()}
+    variants = {'latency': True, 'network_latency': False}
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        path = export.export_model(config, model, f'{folder}/saved_model',
-                                   options=options)
-        result['export_s'] = time.perf_counter() - start
-        serve = tf.saved_model.load(path).signatures[export.DEFAULT_SIGNATURE]
-        result['latency'] = median_seconds(lambda: serve(images=images),
-                                           runs, warmup)
-        outputs = serve(images=images)
-    result['instances'] = int(tf.reduce_max(
-        outputs[common.PRED_INSTANCE_KEY]).numpy())
+        for key, with_postprocessing in variants.items():
+            options = export.ExportOptions(
+                with_postprocessing=with_postprocessing,
+                jit_postprocessing=jit_postprocessing)
+            start = time.perf_counter()
+            path = export.export_model(config, model, f'{folder}/{key}',
+                                       options=options)
+            if with_postprocessing:
+                result['export_s'] = time.perf_counter() - start
+            serve = tf.saved_model.load(path).signatures[
+                export.DEFAULT_SIGNATURE]
+            result[key] = median_seconds(lambda: serve(images=images), runs,
+                                         warmup)
+            if with_postprocessing:
+                result['instances'] = int(tf.reduce_max(serve(
+                    images=images)[common.PRED_INSTANCE_KEY]).numpy())
     return result

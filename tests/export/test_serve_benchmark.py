@@ -10,4 +10,5 @@ def test_serve_latency_times_the_exported_model(repo_root):
     assert result['input_shape'] == [1, 65, 97, 3]
     assert result['export_s'] > 0
     assert result['latency']['median_s'] > 0 and result['latency']['runs'] == 1
+    assert result['network_latency']['median_s'] > 0
     assert result['instances'] >= 0
