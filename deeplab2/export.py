@@ -8,7 +8,7 @@ The SavedModel has two signatures:
   `semantic_probs`, `center_heatmap`, `offset_map`) when asked for.
 - `serving_encoded`: `encoded_image`, one scalar string of JPEG or PNG
   bytes -> the same outputs with batch 1.
-It holds only TensorFlow ops and frozen-at-export variables: loading it
+It holds only TensorFlow ops and the weights as variables: loading it
 needs TensorFlow, not this package. ASPP image pooling is global at every
 input size (see model/decoder/aspp.py), so any size behaves as in eval.
 
@@ -17,8 +17,8 @@ height and width) hold the same uint8 `images` input and the network
 outputs only. Post-processing does not convert: its per-image `map_fn` over
 dynamic sizes leaves TensorList ops that TFLite's builtins cannot lower, and
 tf2onnx turns its segment reductions into a dense [segments x largest
-segment] grid (gigabytes at 1025x2049) and cannot convert integer segment
-max/min at all. Run `deeplab2.model.postprocess` on those outputs instead,
+segment] grid (~10^10 elements for the merge's class votes at 1025x2049)
+and cannot convert integer segment max/min at all (tf2onnx 1.17). Run `deeplab2.model.postprocess` on those outputs instead,
 or serve the SavedModel.
 
 Every format is written under a temporary name next to `output_path` and

@@ -351,3 +351,30 @@ def test_onnx_matches_saved_model_network_outputs(narrow, serving, tmp_path):
         outputs = dict(zip(names, session.run(names, {'images': image})))
         _assert_network_outputs_close(outputs, _serve(serving, image),
                                       f'input{suffix}')
+
+
+# ------------------------------------------------------------ XLA clusters
+
+
+def _xla_functions(saved_model_dir):
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString(
+        (pathlib.Path(saved_model_dir) / 'saved_model.pb').read_bytes())
+    library = saved_model.meta_graphs[0].graph_def.library
+    return [function.signature.name for function in library.function
+            if function.attr['_XlaMustCompile'].b]
+
+
+def test_export_without_jit_has_no_xla_clusters_and_same_outputs(
+        narrow, serving, saved_model_dir, tmp_path):
+    assert _xla_functions(saved_model_dir)  # the default keeps them
+    options = export.ExportOptions(include_network_outputs=True,
+                                   jit_postprocessing=False)
+    path = export.export_model(narrow.config, narrow.model,
+                               tmp_path / 'no_xla', options=options)
+    assert _xla_functions(path) == []
+    plain = tf.saved_model.load(path).signatures[export.DEFAULT_SIGNATURE]
+    image = narrow.image('_c')
+    _assert_outputs_equal(_numpy(plain(images=tf.constant(image))),
+                          _serve(serving, image))
