@@ -18,8 +18,9 @@ outputs only. Post-processing does not convert: its per-image `map_fn` over
 dynamic sizes leaves TensorList ops that TFLite's builtins cannot lower, and
 tf2onnx turns its segment reductions into a dense [segments x largest
 segment] grid (~10^10 elements for the merge's class votes at 1025x2049)
-and cannot convert integer segment max/min at all (tf2onnx 1.17). Run `deeplab2.model.postprocess` on those outputs instead,
-or serve the SavedModel.
+and cannot convert integer segment max/min at all (tf2onnx 1.17). Run
+`deeplab2.model.postprocess` on those outputs instead, or serve the
+SavedModel.
 
 Every format is written under a temporary name next to `output_path` and
 renamed at the end: a failed export leaves nothing at `output_path`.
