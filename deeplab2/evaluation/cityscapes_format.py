@@ -180,7 +180,7 @@ def segments_to_panoptic(segment_ids: np.ndarray, segments: list,
     if highest < _DENSE_LOOKUP_LIMIT and segment_ids.min(initial=0) >= 0:
         table = np.full(highest + 1, void, np.int64)
         table[listed] = panoptic_of_segment
-        return table[segment_ids]
+        return np.take(table, segment_ids)
     order = np.argsort(listed)
     position = np.minimum(np.searchsorted(listed[order], segment_ids),
                           listed.size - 1)

@@ -78,34 +78,70 @@ def combine_semantic_instance(semantic, instance, label_divisor: int,
     return semantic.astype(np.int64) * label_divisor + instance
 
 
+def pixel_runs(maps, worthwhile: float = 0.25):
+    """Row-major runs of pixels on which every map of `maps` is constant.
+
+    Label maps are piecewise constant, so counting per run instead of per
+    pixel does the heavy work on a much shorter array. Returns (starts,
+    lengths), or None when the runs would number more than `worthwhile`
+    times the pixels (noise-like maps, where per-pixel counting is cheaper).
+    """
+    flats = [np.asarray(m).ravel() for m in maps]
+    size = flats[0].size
+    if size == 0:
+        return None
+    change = np.empty(size, bool)
+    change[0] = True
+    np.not_equal(flats[0][1:], flats[0][:-1], out=change[1:])
+    for flat in flats[1:]:
+        change[1:] |= flat[1:] != flat[:-1]
+    starts = np.flatnonzero(change)
+    if starts.size > worthwhile * size:
+        return None
+    return starts, np.diff(starts, append=size)
+
+
+def run_values(array: np.ndarray, runs) -> np.ndarray:
+    """The value of `array` on each run of `pixel_runs` (or every pixel)."""
+    flat = np.asarray(array).ravel()
+    return flat if runs is None else np.take(flat, runs[0])
+
+
 def segment_table(panoptic: np.ndarray, id_bound: int,
-                  row_scale: int = 1):
+                  row_scale: int = 1, weights=None):
     """Segments of a map whose ids lie in [0, id_bound).
 
-    Returns (ids [N] int64, areas [N] int64, index [H * W] intp) where
-    `index` maps each pixel (row-major) to its segment's row in `ids`, times
-    `row_scale` (which lets a caller build pair keys without another pass
-    over the pixels). A dense bincount over the id range avoids sorting.
+    Returns (ids [N] int64, areas [N] int64, index [size] intp) where
+    `index` maps each element (row-major) to its segment's row in `ids`,
+    times `row_scale` (which lets a caller build pair keys without another
+    pass). `weights` gives each element's pixel count (run lengths); by
+    default every element is one pixel. A dense bincount over the id range
+    avoids sorting.
     """
     flat = panoptic.ravel()
-    counts = np.bincount(flat, minlength=id_bound)
+    counts = np.bincount(flat, weights=weights, minlength=id_bound)
     ids = np.flatnonzero(counts)
     lookup = np.zeros(counts.size, np.intp)
     lookup[ids] = np.arange(ids.size, dtype=np.intp) * row_scale
-    return ids.astype(np.int64), counts[ids].astype(np.int64), lookup[flat]
+    areas = counts[ids] if weights is None else np.rint(counts[ids])
+    # np.take: a third of the time of fancy indexing on large arrays.
+    return (ids.astype(np.int64), areas.astype(np.int64),
+            np.take(lookup, flat))
 
 
 def panoptic_segments(panoptic: np.ndarray, what: str, image: str,
                       num_classes: int, ignore_label: int,
-                      label_divisor: int, row_scale: int = 1):
-    """`segment_table` of a checked panoptic map.
+                      label_divisor: int, row_scale: int = 1,
+                      weights=None):
+    """`segment_table` of a checked panoptic map (or of its run values).
 
     The ids are range-checked with two reductions and their classes on the
     (short) list of segments, instead of another pass over the pixels.
     """
     bound = max(num_classes, ignore_label + 1) * label_divisor
     try:
-        ids, areas, index = segment_table(panoptic, bound, row_scale)
+        ids, areas, index = segment_table(panoptic, bound, row_scale,
+                                          weights)
     except ValueError:  # bincount rejects negative ids
         ids = None
     if ids is None or (ids.size and ids[-1] >= bound):

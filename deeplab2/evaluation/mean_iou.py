@@ -63,22 +63,29 @@ class MeanIoU:
         if groundtruth.size == 0:
             self.num_images += 1
             return
-        for array, what in ((groundtruth, 'ground-truth semantic map'),
-                            (prediction, 'predicted semantic map')):
-            if array.min() < 0:
+        # Counted per run of pixels where both maps are constant (label
+        # maps are piecewise constant), or per pixel for noise-like maps.
+        runs = label_maps.pixel_runs([groundtruth, prediction])
+        weights = None if runs is None else runs[1]
+        true_values = label_maps.run_values(groundtruth, runs)
+        predicted_values = label_maps.run_values(prediction, runs)
+        for values, what in ((true_values, 'ground-truth semantic map'),
+                             (predicted_values, 'predicted semantic map')):
+            if values.min() < 0:
                 raise ValueError(f'Image {image}: {what} has negative class '
-                                 f'id {int(array.min())}.')
+                                 f'id {int(values.min())}.')
         # One bincount over (true id, predicted id) pairs of the raw ids,
-        # folded into the class matrix afterwards: one pass over the pixels
-        # instead of one per remapping step.
-        true_span = int(groundtruth.max()) + 1
-        predicted_span = int(prediction.max()) + 1
+        # folded into the class matrix afterwards.
+        true_span = int(true_values.max()) + 1
+        predicted_span = int(predicted_values.max()) + 1
         # Native-width keys: bincount would otherwise copy them first.
-        keys = groundtruth.astype(np.intp) * predicted_span
-        keys += prediction
-        pairs = np.bincount(keys.ravel(),
+        keys = true_values.astype(np.intp) * predicted_span
+        keys += predicted_values
+        pairs = np.bincount(keys, weights=weights,
                             minlength=true_span * predicted_span).reshape(
                                 true_span, predicted_span)
+        if weights is not None:
+            pairs = np.rint(pairs).astype(np.int64)
         true_ids = np.flatnonzero(pairs.sum(axis=1))
         predicted_ids = np.flatnonzero(pairs.sum(axis=0))
         self._check_classes(true_ids, 'ground-truth semantic map', image)

@@ -92,27 +92,32 @@ class PanopticQuality:
         prediction = label_maps.check_label_map(
             prediction, 'predicted panoptic map', image)
         label_maps.check_same_shape(groundtruth, prediction, image)
+        runs = label_maps.pixel_runs([groundtruth, prediction])
+        weights = None if runs is None else runs[1]
         prediction_table = label_maps.panoptic_segments(
-            prediction, 'predicted panoptic map', image, self.num_classes,
-            self.ignore_label, self.label_divisor)
+            label_maps.run_values(prediction, runs), 'predicted panoptic map',
+            image, self.num_classes, self.ignore_label, self.label_divisor,
+            weights=weights)
         # Ground-truth rows pre-multiplied by the number of predicted
         # segments: pair keys are then one addition.
         groundtruth_table = label_maps.panoptic_segments(
-            groundtruth, 'ground-truth panoptic map', image, self.num_classes,
+            label_maps.run_values(groundtruth, runs),
+            'ground-truth panoptic map', image, self.num_classes,
             self.ignore_label, self.label_divisor,
-            row_scale=prediction_table[0].size)
+            row_scale=prediction_table[0].size, weights=weights)
         iou_sum, tp, fp, fn = self._image_counts(groundtruth_table,
-                                                 prediction_table)
+                                                 prediction_table, weights)
         self.iou_sum += iou_sum
         self.tp += tp
         self.fp += fp
         self.fn += fn
         self.num_images += 1
 
-    def _image_counts(self, gt_table, pred_table):
+    def _image_counts(self, gt_table, pred_table, weights=None):
         """Per-class (iou_sum, tp, fp, fn) of one image from the segment
         tables (label_maps.segment_table) of ground truth (its index scaled
-        by the number of predicted segments) and prediction."""
+        by the number of predicted segments) and prediction, over pixels or
+        over runs of `weights` pixels."""
         divisor = self.label_divisor
         gt_ids, gt_areas, gt_scaled_index = gt_table
         pred_ids, pred_areas, pred_index = pred_table
@@ -120,9 +125,11 @@ class PanopticQuality:
         pair_keys = gt_scaled_index
         pair_keys += pred_index
         intersection = np.bincount(
-            pair_keys,
+            pair_keys, weights=weights,
             minlength=gt_ids.size * pred_ids.size).reshape(
                 gt_ids.size, pred_ids.size)
+        if weights is not None:
+            intersection = np.rint(intersection).astype(np.int64)
 
         gt_class, pred_class = gt_ids // divisor, pred_ids // divisor
         gt_void = gt_class == self.ignore_label

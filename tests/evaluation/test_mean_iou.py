@@ -76,3 +76,20 @@ def test_hand_worked_and_merge():
     assert result['miou'] == pytest.approx(0.5)
     a.reset_state()
     assert a.result()['miou'] == 0.0
+
+
+def test_run_and_pixel_counting_agree(monkeypatch):
+    from deeplab2.evaluation import label_maps
+    rng = np.random.default_rng(2)
+    gt = np.kron(rng.integers(0, 20, (6, 8)), np.ones((16, 16), int))
+    gt[gt == 19] = 255
+    prediction = np.roll(gt, 3, axis=1)
+    prediction[rng.random(gt.shape) < 0.01] = 7
+    assert label_maps.pixel_runs([gt, prediction]) is not None
+    fast = MeanIoU(19, 255)
+    fast.update_state(gt, prediction)
+    monkeypatch.setattr(label_maps, 'pixel_runs', lambda maps: None)
+    slow = MeanIoU(19, 255)
+    slow.update_state(gt, prediction)
+    np.testing.assert_array_equal(fast.confusion_matrix, slow.confusion_matrix)
+    assert fast.confusion_matrix.sum() == (gt != 255).sum()

@@ -138,3 +138,35 @@ def test_more_than_half_on_void_is_not_a_false_positive(on_void,
     metric = _metric()
     metric.update_state(gt, pred)
     assert metric.result()['per_class_fp'][13] == int(is_false_positive)
+
+
+def test_run_and_pixel_counting_agree(groundtruth_split, scenarios,
+                                      monkeypatch):
+    """Counting per run of constant pixels (the fast path) and per pixel
+    (taken for noise-like maps) give the same counts."""
+    from deeplab2.evaluation import label_maps
+    rng = np.random.default_rng(5)
+    pairs = [(gt, scenarios[name](gt, rng)) for gt in groundtruth_split.panoptic
+             for name in ('shifted', 'noisy', 'crowd_and_void')]
+    assert label_maps.pixel_runs(list(pairs[0])) is not None
+    by_runs = _metric()
+    for gt, prediction in pairs:
+        by_runs.update_state(gt, prediction)
+    monkeypatch.setattr(label_maps, 'pixel_runs', lambda maps: None)
+    by_pixels = _metric()
+    for gt, prediction in pairs:
+        by_pixels.update_state(gt, prediction)
+    for name in ('tp', 'fp', 'fn'):
+        np.testing.assert_array_equal(getattr(by_runs, name),
+                                      getattr(by_pixels, name))
+    np.testing.assert_allclose(by_runs.iou_sum, by_pixels.iou_sum, rtol=1e-12)
+
+
+def test_pixel_runs_by_hand():
+    from deeplab2.evaluation import label_maps
+    a = np.array([[1, 1, 2], [2, 2, 2]])
+    b = np.array([[0, 0, 0], [0, 5, 5]])
+    starts, lengths = label_maps.pixel_runs([a, b], worthwhile=1.0)
+    # Flattened: a = 1 1 2 2 2 2, b = 0 0 0 0 5 5 -> runs [0,2) [2,4) [4,6).
+    assert starts.tolist() == [0, 2, 4] and lengths.tolist() == [2, 2, 2]
+    assert label_maps.pixel_runs([a, b], worthwhile=0.25) is None
