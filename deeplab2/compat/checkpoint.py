@@ -27,7 +27,7 @@ from deeplab2.model import builder
 ENCODER_ITEM = 'encoder'
 _OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 _COUNTER_ITEMS = ('optimizer', 'global_step', 'save_counter',
-                  _OBJECT_GRAPH_KEY)
+                  'training_noise', _OBJECT_GRAPH_KEY)
 _INSTANCE_LAST_LAYERS = (common.CKPT_INSTANCE_CENTER_HEAD_LAST_LAYER,
                          common.CKPT_INSTANCE_REGRESSION_HEAD_LAST_LAYER)
 _MAX_LISTED = 20

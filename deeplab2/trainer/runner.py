@@ -28,6 +28,7 @@ from deeplab2.data import input_pipeline
 from deeplab2.evaluation import prediction_writer
 from deeplab2.model import builder
 from deeplab2.model import inference as inference_lib
+from deeplab2.model.layers import training_noise
 from deeplab2.trainer import evaluator as evaluator_lib
 from deeplab2.trainer import schedules
 from deeplab2.trainer import trainer as trainer_lib
@@ -53,7 +54,7 @@ def run(config, mode: str, model_dir: str,
                          f'{mode!r}.')
     strategy = strategy or tf.distribute.get_strategy()
     os.makedirs(model_dir, exist_ok=True)
-    session = _build_session(config, model_dir, strategy)
+    session = _build_session(config, model_dir, strategy, seed)
     if mode == 'eval':
         if not _restore_latest(session):
             raise FileNotFoundError(
@@ -68,7 +69,7 @@ def run(config, mode: str, model_dir: str,
                   log_every_steps=log_every_steps)
 
 
-def _build_session(config, model_dir, strategy) -> _Session:
+def _build_session(config, model_dir, strategy, seed) -> _Session:
     trainer_options = config.trainer_options
     with strategy.scope():
         model = builder.build_model(config)
@@ -78,14 +79,16 @@ def _build_session(config, model_dir, strategy) -> _Session:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                   name='global_step')
+        # Dropout / drop path draw from it; checkpointed so that a resumed
+        # run continues the same random stream.
+        noise = training_noise.create_generator(seed)
         checkpoint = tf.train.Checkpoint(global_step=global_step,
                                          optimizer=optimizer,
+                                         training_noise=noise,
                                          **model.checkpoint_items)
         manager = tf.train.CheckpointManager(
             checkpoint, model_dir,
-            max_to_keep=trainer_options.num_checkpoints_to_keep,
-            step_counter=global_step,
-            checkpoint_interval=trainer_options.save_checkpoints_steps)
+            max_to_keep=trainer_options.num_checkpoints_to_keep)
     return _Session(model, optimizer, global_step, manager)
 
 
@@ -161,8 +164,12 @@ def _train(config, session, strategy, model_dir, seed, evaluate,
                 **losses, 'learning_rate': learning_rate,
                 'steps_per_s': num_steps / elapsed,
                 'images_per_s': images_per_s})
-        session.manager.save(checkpoint_number=step,
-                             check_interval=step != total_steps)
+        # At multiples of save_checkpoints_steps (ckpt-N, N = step), as
+        # DeepLab2 does; the manager's own interval counts from the first
+        # save instead, which would give ckpt-1, ckpt-3, ...
+        if step % trainer_options.save_checkpoints_steps == 0 or (
+                step == total_steps):
+            session.manager.save(checkpoint_number=step)
         if evaluate and (step % eval_interval == 0 or step == total_steps):
             metrics = _evaluate(config, session, strategy, model_dir)
     return metrics if evaluate else losses

@@ -65,6 +65,10 @@ def test_train_and_eval_writes_checkpoints_summaries_and_metrics(
             for value in event.summary.value}
     assert {'pq', 'miou', 'eval/sample_0'} <= tags
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith('ckpt-4')
+    # Saved at multiples of save_checkpoints_steps, as DeepLab2 does.
+    state = tf.train.get_checkpoint_state(str(tmp_path))
+    assert [path.rsplit('-', 1)[1] for path in
+            state.all_model_checkpoint_paths] == ['2', '4']
     assert (tmp_path / 'train').is_dir() and (tmp_path / 'eval').is_dir()
     losses = _losses(tmp_path)
     assert sorted(losses) == [1, 2, 3, 4]
@@ -86,25 +90,32 @@ def test_resume_after_sigkill_continues_the_same_run(demo_tfrecords,
                                                      tmp_path):
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
-    subprocess.run(_train_command(straight, demo_tfrecords, 6), check=True,
-                   env=env, cwd=REPO_ROOT, capture_output=True)
-    process = subprocess.Popen(_train_command(killed, demo_tfrecords, 6),
+    # Enough steps after ckpt-4 that the kill lands mid-run.
+    total = 20
+    subprocess.run(_train_command(straight, demo_tfrecords, total),
+                   check=True, env=env, cwd=REPO_ROOT, capture_output=True)
+    process = subprocess.Popen(_train_command(killed, demo_tfrecords, total),
                                env=env, cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (killed / 'ckpt-4.index').exists() and time.time() < deadline:
-        time.sleep(0.2)
+        assert process.poll() is None, 'training ended before ckpt-4'
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    subprocess.run(_train_command(killed, demo_tfrecords, 6), check=True,
+    saved = tf.train.latest_checkpoint(str(killed))
+    assert saved is not None and int(saved.rsplit('-', 1)[1]) < total, saved
+    subprocess.run(_train_command(killed, demo_tfrecords, total), check=True,
                    env=env, cwd=REPO_ROOT, capture_output=True)
+    # Every step's loss, those of the resumed part included, equals the
+    # uninterrupted run's: same data stream and same dropout draws.
     expected, resumed = _losses(straight), _losses(killed)
-    last_saved = max(step for step in resumed if step <= 4)
-    first_resumed = last_saved + 1
-    assert resumed[first_resumed]['total_loss'] == pytest.approx(
-        expected[first_resumed]['total_loss'], rel=1e-5)
-    assert tf.train.latest_checkpoint(str(killed)).endswith('ckpt-6')
+    assert sorted(resumed) == sorted(expected) == list(range(1, total + 1))
+    for step in expected:
+        assert resumed[step]['total_loss'] == pytest.approx(
+            expected[step]['total_loss'], rel=1e-5), step
+    assert tf.train.latest_checkpoint(str(killed)).endswith(f'ckpt-{total}')
 
 
 def test_non_finite_loss_names_step_and_term():

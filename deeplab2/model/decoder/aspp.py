@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from deeplab2.model.layers import base
 from deeplab2.model.layers import convolutions
+from deeplab2.model.layers import training_noise
 from deeplab2.model.layers.normalization import BatchNormOptions
 
 
@@ -134,9 +135,9 @@ class ASPP(base.Layer):
                        for branch in branches], axis=3)
         x = self._proj_conv_bn_act(x, training=training)
         if training and _PROJECTION_DROPOUT > 0:
-            # tf.nn.dropout rather than keras.layers.Dropout: the latter owns
-            # a seed variable that DeepLab2 checkpoints do not have.
-            x = tf.nn.dropout(x, rate=_PROJECTION_DROPOUT)
+            # Not keras.layers.Dropout: it owns a seed variable that
+            # DeepLab2 checkpoints do not have.
+            x = training_noise.dropout(x, _PROJECTION_DROPOUT)
         return x
 
     def get_config(self):

@@ -8,6 +8,7 @@ unchanged; at inference the branch passes through untouched.
 import tensorflow as tf
 
 from deeplab2.model.layers import base
+from deeplab2.model.layers import training_noise
 
 SCHEDULES = ('constant', 'linear')
 
@@ -38,9 +39,9 @@ def random_keep_mask(inputs, keep_prob: float):
     1 / keep_prob in float32.
     """
     shape = [tf.shape(inputs)[0]] + [1] * (inputs.shape.rank - 1)
-    # tf.random rather than a keras SeedGenerator: a seed generator is a
-    # variable, which would add a key DeepLab2's checkpoints do not have.
-    uniform = tf.random.uniform(shape, dtype=inputs.dtype)
+    # Not a keras SeedGenerator: it is a variable, which would add a key
+    # DeepLab2's checkpoints do not have.
+    uniform = training_noise.uniform(shape, inputs.dtype)
     return tf.floor(keep_prob + uniform) / keep_prob
 
 

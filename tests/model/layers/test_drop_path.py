@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab2.model.layers import drop_path
+from deeplab2.model.layers import training_noise
 
 
 def test_constant_schedule_is_the_same_everywhere():
@@ -30,7 +31,7 @@ def test_mask_by_hand(monkeypatch):
     (0, 1.25, 0, 1.25): dropped examples are zero, kept ones scaled by
     1 / 0.8."""
     uniforms = tf.constant([0.1, 0.25, 0.1999, 0.7], shape=[4, 1, 1, 1])
-    monkeypatch.setattr(tf.random, 'uniform',
+    monkeypatch.setattr(training_noise, 'uniform',
                         lambda shape, dtype: tf.reshape(uniforms, shape))
     x = tf.reshape(tf.range(4 * 2 * 3 * 1, dtype=tf.float32), [4, 2, 3, 1])
     mask = drop_path.random_keep_mask(x, 0.8)
