@@ -137,3 +137,48 @@ def test_mirrored_eval_gathers_every_replica(tmp_path):
                             cwd=REPO_ROOT)
     assert result.returncode == 0, (result.stdout[-2000:] +
                                     result.stderr[-4000:])
+
+
+_RUNNER_SCRIPT = textwrap.dedent('''
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from deeplab2 import config as config_lib
+    from deeplab2.data import demo
+    from deeplab2.trainer import runner
+
+    shards = demo.materialize_demo_dataset(cache_dir=sys.argv[2],
+                                           num_train=2, num_val=1)
+    config = config_lib.load_config(sys.argv[1], [
+        f'train_dataset_options.file_pattern={shards}/train-*',
+        f'eval_dataset_options.file_pattern={shards}/val-*',
+        'train_dataset_options.crop_size=65,129',
+        'train_dataset_options.batch_size=2',
+        'model_options.backbone.backbone_width_multiplier=0.35',
+        'trainer_options.solver_options.training_number_of_steps=2',
+        'trainer_options.solver_options.warmup_steps=0',
+        'trainer_options.steps_per_loop=1',
+        'evaluator_options.eval_interval=2'])
+    strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+    model_dir = sys.argv[2] + '/model'
+    metrics = runner.run(config, 'train_and_eval', model_dir,
+                         strategy=strategy, seed=0)
+    assert 'pq' in metrics
+    # A rerun restores everything, the replicated noise generator included.
+    runner.run(config, 'train', model_dir, strategy=strategy, seed=0)
+''')
+
+
+def test_runner_trains_with_dropout_on_two_replicas(tmp_path):
+    """The runner under MirroredStrategy with ASPP dropout on: the training
+    noise generator is replicated, checkpointed and restored."""
+    config = (REPO_ROOT / 'configs/demo/'
+              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
+    result = subprocess.run([sys.executable, '-c', _RUNNER_SCRIPT,
+                             str(config), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, (result.stdout[-2000:] +
+                                    result.stderr[-4000:])
