@@ -96,11 +96,13 @@ def restore_checkpoint(model, path, *,
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
         variables = naming.variable_keys(model.checkpoint_items)
-        stored_as = _stored_keys(reader, variables)
-        shapes = {key: value for key, value in shapes.items()
-                  if key not in stored_as.values()}
-        shapes.update({key: reader.get_variable_to_shape_map()[stored]
-                       for key, stored in stored_as.items()})
+        # Our trainer's checkpoints keep model weights under the optimizer's
+        # path: list them under the model's keys instead.
+        stored_as = _stored_keys(reader, shapes, variables)
+        moved = set(stored_as.values())
+        shapes = {**{key: value for key, value in shapes.items()
+                     if key not in moved},
+                  **{key: shapes[stored] for key, stored in stored_as.items()}}
         summary, plan = _plan_restore(
             prefix, shapes, variables, restore_semantic_last_layer,
             restore_instance_last_layer, expected)
@@ -112,7 +114,7 @@ def restore_checkpoint(model, path, *,
     return summary
 
 
-def _stored_keys(reader, variables) -> dict[str, str]:
+def _stored_keys(reader, shapes, variables) -> dict[str, str]:
     """{model variable key: the key its value is stored under}, where the
     two differ.
 
@@ -122,7 +124,7 @@ def _stored_keys(reader, variables) -> dict[str, str]:
     graph still records the model's path, so follow it. (Our keys' path
     names hold no '.' or '/', so no unescaping is needed.)
     """
-    if _OBJECT_GRAPH_KEY not in reader.get_variable_to_shape_map():
+    if _OBJECT_GRAPH_KEY not in shapes:
         return {}
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))

@@ -17,7 +17,6 @@ import statistics
 import time
 
 import numpy as np
-from PIL import Image
 
 from deeplab2.data import cityscapes_labels
 from deeplab2.evaluation import MeanIoU

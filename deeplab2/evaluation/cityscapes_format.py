@@ -80,8 +80,9 @@ def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
     if categories.shape != (num_classes,):
         raise ValueError(f'category_ids needs one id per class ({num_classes}),'
                          f' got {categories.shape[0]}.')
-    bound = max(num_classes, ignore_label + 1) * label_divisor
-    ids, areas, index = label_maps.segment_table(panoptic, bound)
+    ids, areas, index = label_maps.segment_table(
+        panoptic, label_maps.id_bound(num_classes, ignore_label,
+                                      label_divisor))
     classes, instances = ids // label_divisor, ids % label_divisor
     void = classes == ignore_label
     segment_of_row = np.zeros(ids.size, np.int64)

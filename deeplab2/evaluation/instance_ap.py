@@ -46,7 +46,8 @@ class InstanceAP:
                 not 0 <= c < num_classes for c in self.thing_class_ids):
             raise ValueError(f'thing_class_ids {self.thing_class_ids} must be '
                              f'non-empty and lie in [0, {num_classes}).')
-        self._id_bound = max(num_classes, ignore_label + 1) * label_divisor
+        self._id_bound = label_maps.id_bound(num_classes, ignore_label,
+                                             label_divisor)
         self._is_thing = np.zeros(max(num_classes, ignore_label + 1), bool)
         self._is_thing[list(self.thing_class_ids)] = True
         self.reset_state()

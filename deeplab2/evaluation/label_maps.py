@@ -34,6 +34,24 @@ def check_same_shape(groundtruth: np.ndarray, prediction: np.ndarray,
             f'ground-truth shape {groundtruth.shape}.')
 
 
+def id_bound(num_classes: int, ignore_label: int, label_divisor: int) -> int:
+    """Exclusive upper bound on the panoptic ids of every known class (the
+    ignore label included)."""
+    return max(num_classes, ignore_label + 1) * label_divisor
+
+
+def _check_known_classes(classes: np.ndarray, what: str, image: str,
+                         num_classes: int, ignore_label: int,
+                         label_divisor: int) -> None:
+    unknown = np.unique(classes[(classes >= num_classes)
+                                & (classes != ignore_label)])
+    if unknown.size:
+        raise ValueError(
+            f'Image {image}: {what} has unknown class ids {unknown.tolist()} '
+            f'(panoptic id // label_divisor {label_divisor}); known classes '
+            f'are 0..{num_classes - 1} and the ignore label {ignore_label}.')
+
+
 def check_panoptic_ids(panoptic: np.ndarray, what: str, image: str,
                        num_classes: int, ignore_label: int,
                        label_divisor: int) -> None:
@@ -49,14 +67,9 @@ def check_panoptic_ids(panoptic: np.ndarray, what: str, image: str,
         raise ValueError(f'Image {image}: {what} has negative id {lowest}.')
     if highest < num_classes * label_divisor:
         return
-    classes = np.unique(panoptic[panoptic >= num_classes * label_divisor]
-                        // label_divisor)
-    unknown = classes[classes != ignore_label]
-    if unknown.size:
-        raise ValueError(
-            f'Image {image}: {what} has unknown class ids {unknown.tolist()} '
-            f'(panoptic id // label_divisor {label_divisor}); known classes '
-            f'are 0..{num_classes - 1} and the ignore label {ignore_label}.')
+    _check_known_classes(
+        panoptic[panoptic >= num_classes * label_divisor] // label_divisor,
+        what, image, num_classes, ignore_label, label_divisor)
 
 
 def combine_semantic_instance(semantic, instance, label_divisor: int,
@@ -135,24 +148,18 @@ def panoptic_segments(panoptic: np.ndarray, what: str, image: str,
                       weights=None):
     """`segment_table` of a checked panoptic map (or of its run values).
 
-    The ids are range-checked with two reductions and their classes on the
-    (short) list of segments, instead of another pass over the pixels.
+    The classes are checked on the (short) list of segments instead of
+    another pass over the pixels; ids at or above the bound have unknown
+    classes, so that check covers them too.
     """
-    bound = max(num_classes, ignore_label + 1) * label_divisor
     try:
-        ids, areas, index = segment_table(panoptic, bound, row_scale,
-                                          weights)
-    except ValueError:  # bincount rejects negative ids
-        ids = None
-    if ids is None or (ids.size and ids[-1] >= bound):
+        ids, areas, index = segment_table(
+            panoptic, id_bound(num_classes, ignore_label, label_divisor),
+            row_scale, weights)
+    except ValueError:  # bincount rejects negative ids: name them
         check_panoptic_ids(panoptic, what, image, num_classes, ignore_label,
                            label_divisor)
-    classes = ids // label_divisor
-    unknown = np.unique(classes[(classes >= num_classes)
-                                & (classes != ignore_label)])
-    if unknown.size:
-        raise ValueError(
-            f'Image {image}: {what} has unknown class ids {unknown.tolist()} '
-            f'(panoptic id // label_divisor {label_divisor}); known classes '
-            f'are 0..{num_classes - 1} and the ignore label {ignore_label}.')
+        raise
+    _check_known_classes(ids // label_divisor, what, image, num_classes,
+                         ignore_label, label_divisor)
     return ids, areas, index

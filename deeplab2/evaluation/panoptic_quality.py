@@ -50,7 +50,7 @@ class PanopticQuality:
         if any(not 0 <= c < num_classes for c in self.thing_class_ids):
             raise ValueError(f'thing_class_ids {self.thing_class_ids} must lie '
                              f'in [0, {num_classes}).')
-        needed = max(num_classes, ignore_label + 1) * label_divisor
+        needed = label_maps.id_bound(num_classes, ignore_label, label_divisor)
         self.offset = needed if offset is None else int(offset)
         if self.offset < needed:
             raise ValueError(f'offset {self.offset} cannot hold the ids of '
