@@ -54,6 +54,7 @@ import tensorflow as tf
 from deeplab2 import common
 from deeplab2 import compat
 from deeplab2 import config as config_lib
+from deeplab2 import files
 from deeplab2 import vis
 from deeplab2.data import datasets
 from deeplab2.data import image_files
@@ -245,12 +246,8 @@ def describe_segments(panoptic: np.ndarray, instance_scores: np.ndarray,
     """
     segment_ids, segments = cityscapes_format.panoptic_to_segments(
         panoptic, descriptor.num_classes, descriptor.ignore_label,
-        descriptor.panoptic_label_divisor, image_name=image_name)
-    ids, inverse = np.unique(segment_ids, return_inverse=True)
-    mean_scores = (np.bincount(inverse.ravel(),
-                               weights=np.ravel(instance_scores))
-                   / np.bincount(inverse.ravel()))
-    score_of = dict(zip(ids.tolist(), mean_scores.tolist()))
+        descriptor.panoptic_label_divisor, image_name=image_name,
+        scores=instance_scores)
     things = set(descriptor.class_has_instances_list)
     names = descriptor.class_names
     described = []
@@ -263,7 +260,7 @@ def describe_segments(panoptic: np.ndarray, instance_scores: np.ndarray,
             'category_name': names[category] if category < len(names)
             else str(category),
             'isthing': isthing,
-            'score': round(score_of[segment['id']], 6) if isthing else None,
+            'score': round(segment['score'], 6) if isthing else None,
             'area': segment['area'],
             'bbox': segment['bbox'],
         })
@@ -298,18 +295,6 @@ def predict_image(backend: Backend, image: np.ndarray,
 # ---------------------------------------------------------------- outputs
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """`write(temporary)` then rename, so `path` is complete or absent."""
-    temporary = path + '.tmp'
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def write_prediction(output_dir: str, name: str, image_path: str,
                      prediction: Prediction,
                      descriptor: datasets.DatasetDescriptor) -> None:
@@ -318,9 +303,11 @@ def write_prediction(output_dir: str, name: str, image_path: str,
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     cityscapes_format.write_panoptic_png(prefix + PANOPTIC_SUFFIX,
                                          prediction.segment_ids)
-    _write_atomically(prefix + OVERLAY_SUFFIX, lambda path: Image.fromarray(
-        prediction.overlay).save(path, format='JPEG',
-                                 quality=_OVERLAY_JPEG_QUALITY))
+    overlay = Image.fromarray(prediction.overlay)
+    files.write_atomically(
+        prefix + OVERLAY_SUFFIX,
+        lambda path: overlay.save(path, format='JPEG',
+                                  quality=_OVERLAY_JPEG_QUALITY))
     height, width = prediction.segment_ids.shape
     content = {
         'image': image_path,
@@ -335,7 +322,7 @@ def write_prediction(output_dir: str, name: str, image_path: str,
     def write_json(path):
         with open(path, 'w') as f:
             f.write(_segments_json(content))
-    _write_atomically(prefix + SEGMENTS_SUFFIX, write_json)
+    files.write_atomically(prefix + SEGMENTS_SUFFIX, write_json)
 
 
 def _segments_json(content: dict) -> str:

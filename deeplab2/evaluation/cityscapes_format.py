@@ -12,12 +12,12 @@ unique, never 0, and readable back to the panoptic id.
 """
 
 import json
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
+from deeplab2 import files
 from deeplab2.evaluation import label_maps
 
 _MAX_SEGMENT_ID = 256 ** 3 - 1
@@ -61,13 +61,16 @@ def _bounding_boxes(index: np.ndarray, count: int) -> np.ndarray:
 def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
                          label_divisor: int,
                          category_ids: Optional[Sequence[int]] = None,
-                         image_name: Optional[str] = None):
+                         image_name: Optional[str] = None,
+                         scores: Optional[np.ndarray] = None):
     """Segment-id map and segments_info of one panoptic prediction.
 
     Args:
       panoptic: [H, W] int `class * label_divisor + instance`; class
         `ignore_label` is void.
       category_ids: category id of each class (default: the class id).
+      scores: optional [H, W] per-pixel scores; each segment then gets
+        `score`, their mean over it.
     Returns:
       (segment_ids [H, W] int64, 0 on void; list of segment dicts).
     """
@@ -100,14 +103,18 @@ def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
         'area': int(areas[row]),
         'bbox': [int(v) for v in boxes[row]],
     } for row in np.flatnonzero(~void)]
+    if scores is not None:
+        sums = np.bincount(index.ravel(), weights=np.ravel(scores),
+                           minlength=ids.size)
+        for segment, row in zip(segments, np.flatnonzero(~void)):
+            segment['score'] = float(sums[row] / areas[row])
     return segment_of_row[index], segments
 
 
 def write_panoptic_png(path: str, segment_ids: np.ndarray) -> None:
     """Writes the RGB-encoded segment ids, via a temporary name."""
-    temporary = path + '.tmp.png'
-    Image.fromarray(segment_ids_to_rgb(segment_ids)).save(temporary)
-    os.replace(temporary, path)
+    rgb = Image.fromarray(segment_ids_to_rgb(segment_ids))
+    files.write_atomically(path, rgb.save)
 
 
 def read_panoptic_png(path: str) -> np.ndarray:
@@ -131,10 +138,12 @@ def write_panoptic_json(path: str, annotations: list,
     content = {'annotations': annotations}
     if categories is not None:
         content['categories'] = categories
-    temporary = path + '.tmp'
-    with open(temporary, 'w') as f:
-        json.dump(content, f)
-    os.replace(temporary, path)
+
+    def write(temporary):
+        with open(temporary, 'w') as f:
+            json.dump(content, f)
+
+    files.write_atomically(path, write)
 
 
 def segments_to_panoptic(segment_ids: np.ndarray, segments: list,

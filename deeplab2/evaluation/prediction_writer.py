@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image
 
 from deeplab2 import common
+from deeplab2 import files
 from deeplab2 import vis
 from deeplab2.evaluation import cityscapes_format
-from deeplab2.evaluation import label_maps
 
 RAW_PANOPTIC_FORMATS = ('two_channel_png', 'three_channel_png',
                         'two_channel_numpy_array')
@@ -45,22 +45,19 @@ COCO_FOLDER = 'raw_panoptic_coco'
 
 
 def _save_png(path: str, array: np.ndarray) -> None:
-    temporary = path + '.tmp.png'
-    Image.fromarray(array).save(temporary)
-    os.replace(temporary, path)
+    files.write_atomically(path, Image.fromarray(array).save)
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    temporary = path + '.tmp.npy'
-    np.save(temporary, array)
-    os.replace(temporary, path)
+    files.write_atomically(path, lambda temporary: np.save(temporary, array))
 
 
 def _save_text(path: str, text: str) -> None:
-    temporary = path + '.tmp'
-    with open(temporary, 'w') as f:
-        f.write(text)
-    os.replace(temporary, path)
+    def write(temporary):
+        with open(temporary, 'w') as f:
+            f.write(text)
+
+    files.write_atomically(path, write)
 
 
 def colorize_instances(instance: np.ndarray) -> np.ndarray:
@@ -232,12 +229,11 @@ class PredictionWriter:
             return
         panoptic = np.asarray(predictions[common.PRED_PANOPTIC_KEY], np.int64)
         self._write_raw_panoptic(image_name, panoptic)
-        self._write_coco_panoptic(image_name, panoptic)
+        segment_ids, segments = self._write_coco_panoptic(
+            image_name, panoptic,
+            predictions[common.PRED_INSTANCE_SCORES_KEY])
         if self.descriptor.thing_class_ids:
-            self._write_instances(
-                image_name, panoptic,
-                np.asarray(predictions[common.PRED_INSTANCE_SCORES_KEY],
-                           np.float64))
+            self._write_instances(image_name, segment_ids, segments)
 
     def _write_raw_panoptic(self, image_name: str, panoptic: np.ndarray):
         divisor = self.descriptor.panoptic_label_divisor
@@ -263,44 +259,43 @@ class PredictionWriter:
             channels[..., 1], channels[..., 2] = divmod(instances, 256)
         _save_png(os.path.join(folder, image_name + '.png'), channels)
 
-    def _write_coco_panoptic(self, image_name: str, panoptic: np.ndarray):
+    def _write_coco_panoptic(self, image_name: str, panoptic: np.ndarray,
+                             scores: np.ndarray):
+        """Writes the COCO panoptic PNG; returns its segment ids and
+        segments (with their mean scores, for the instance files)."""
         descriptor = self.descriptor
         segment_ids, segments = cityscapes_format.panoptic_to_segments(
             panoptic, descriptor.num_classes, descriptor.ignore_label,
             descriptor.panoptic_label_divisor,
             category_ids=self._class_id[:descriptor.num_classes],
-            image_name=image_name)
+            image_name=image_name, scores=scores)
         file_name = image_name + '.png'
         cityscapes_format.write_panoptic_png(
             os.path.join(self._folder(COCO_FOLDER), file_name), segment_ids)
         self._annotations.append(
             cityscapes_format.annotation(image_name, file_name, segments))
+        return segment_ids, segments
 
-    def _write_instances(self, image_name: str, panoptic: np.ndarray,
-                         scores: np.ndarray):
-        """A mask PNG and a line per thing segment; its score is the mean
-        instance score over the segment (constant per instance for
-        Panoptic-DeepLab: its center's heatmap value)."""
-        descriptor = self.descriptor
-        divisor = descriptor.panoptic_label_divisor
+    def _write_instances(self, image_name: str, segment_ids: np.ndarray,
+                         segments: list):
+        """A mask PNG and a line per thing segment of the COCO segments;
+        its score is the mean instance score over the segment (constant
+        per instance for Panoptic-DeepLab: its center's heatmap value)."""
+        divisor = self.descriptor.panoptic_label_divisor
+        thing_ids = set(self._class_id[list(
+            self.descriptor.thing_class_ids)].tolist())
         folder = self._folder('raw_instance')
         self._folder(os.path.join('raw_instance', 'instance_masks'))
-        bound = max(descriptor.num_classes,
-                    descriptor.ignore_label + 1) * divisor
-        ids, areas, index = label_maps.segment_table(panoptic, bound)
-        score_sums = np.bincount(index, weights=scores.ravel(),
-                                 minlength=ids.size)
-        index = index.reshape(panoptic.shape)
         lines = []
-        for row, (segment, area) in enumerate(zip(ids, areas)):
-            label, instance = divmod(int(segment), divisor)
-            if label not in descriptor.thing_class_ids or instance == 0:
+        for segment in segments:
+            class_id = segment['category_id']
+            # Segment ids are category * divisor + instance + 1.
+            instance = (segment['id'] - 1) % divisor
+            if class_id not in thing_ids or instance == 0:
                 continue
-            class_id = int(self._class_id[label])
             mask_name = (f'instance_masks/{image_name}_class_{class_id}'
                          f'_instance_{instance}.png')
             _save_png(os.path.join(folder, mask_name),
-                      (index == row).astype(np.uint8))
-            lines.append(f'{mask_name} {class_id} '
-                         f'{score_sums[row] / area:.6f}\n')
+                      (segment_ids == segment['id']).astype(np.uint8))
+            lines.append(f'{mask_name} {class_id} {segment["score"]:.6f}\n')
         _save_text(os.path.join(folder, image_name + '.txt'), ''.join(lines))
