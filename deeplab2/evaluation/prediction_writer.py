@@ -76,6 +76,43 @@ def colorize_heatmap(heatmap: np.ndarray) -> np.ndarray:
     return np.round(rgb * 255).astype(np.uint8)
 
 
+def pictures(descriptor, image, predictions: dict, labels: dict) -> dict:
+    """kind -> uint8 [H, W, 3] picture of one image: the image, its colored
+    predictions (panoptic ones overlaid on it) and ground truth, for the
+    keys present."""
+    palette = vis.colormap(descriptor.colormap)
+    image = np.clip(np.round(np.asarray(image, np.float32)), 0,
+                    255).astype(np.uint8)
+
+    def semantic(labels_map):
+        return vis.colorize_semantic(labels_map, palette,
+                                     descriptor.ignore_label)
+
+    def panoptic(panoptic_map):
+        return vis.overlay(image, vis.colorize_panoptic(
+            panoptic_map, descriptor.panoptic_label_divisor, palette,
+            descriptor.ignore_label))
+
+    drawers = {
+        'semantic_prediction': (predictions, common.PRED_SEMANTIC_KEY,
+                                semantic),
+        'instance_prediction': (predictions, common.PRED_INSTANCE_KEY,
+                                colorize_instances),
+        'center_prediction': (predictions, common.PRED_CENTER_HEATMAP_KEY,
+                              lambda heatmap: vis.overlay(
+                                  image, colorize_heatmap(heatmap))),
+        'panoptic_prediction': (predictions, common.PRED_PANOPTIC_KEY,
+                                panoptic),
+        'semantic_label': (labels, common.GT_SEMANTIC_RAW, semantic),
+        'panoptic_label': (labels, common.GT_PANOPTIC_RAW, panoptic),
+    }
+    drawn = {'image': image}
+    for kind, (maps, key, draw) in drawers.items():
+        if key in maps:
+            drawn[kind] = draw(np.asarray(maps[key]).reshape(image.shape[:2]))
+    return drawn
+
+
 class PredictionWriter:
     """Writes one image's predictions at a time; `close()` writes the json.
 
@@ -107,7 +144,6 @@ class PredictionWriter:
         self.save_raw = save_raw
         self.raw_panoptic_format = raw_panoptic_format
         self.convert_to_eval_ids = convert_to_eval_ids
-        self.palette = vis.colormap(descriptor.colormap)
         self._class_id = self._class_id_table()
         self._visualized = 0
         self._annotations = []
@@ -174,38 +210,8 @@ class PredictionWriter:
     # ---- pictures --------------------------------------------------------
 
     def _write_pictures(self, index: int, image, predictions, labels):
-        descriptor, palette = self.descriptor, self.palette
-        image = np.clip(np.round(np.asarray(image, np.float32)), 0,
-                        255).astype(np.uint8)
-        pictures = {'image': image}
-        if common.PRED_SEMANTIC_KEY in predictions:
-            pictures['semantic_prediction'] = vis.colorize_semantic(
-                predictions[common.PRED_SEMANTIC_KEY], palette,
-                descriptor.ignore_label)
-        if common.PRED_INSTANCE_KEY in predictions:
-            pictures['instance_prediction'] = colorize_instances(
-                predictions[common.PRED_INSTANCE_KEY])
-        if common.PRED_CENTER_HEATMAP_KEY in predictions:
-            heatmap = np.asarray(predictions[common.PRED_CENTER_HEATMAP_KEY])
-            pictures['center_prediction'] = vis.overlay(
-                image, colorize_heatmap(heatmap.reshape(image.shape[:2])))
-        if common.PRED_PANOPTIC_KEY in predictions:
-            pictures['panoptic_prediction'] = vis.overlay(
-                image, vis.colorize_panoptic(
-                    predictions[common.PRED_PANOPTIC_KEY],
-                    descriptor.panoptic_label_divisor, palette,
-                    descriptor.ignore_label))
-        if common.GT_SEMANTIC_RAW in labels:
-            pictures['semantic_label'] = vis.colorize_semantic(
-                labels[common.GT_SEMANTIC_RAW], palette,
-                descriptor.ignore_label)
-        if common.GT_PANOPTIC_RAW in labels:
-            pictures['panoptic_label'] = vis.overlay(
-                image, vis.colorize_panoptic(
-                    labels[common.GT_PANOPTIC_RAW],
-                    descriptor.panoptic_label_divisor, palette,
-                    descriptor.ignore_label))
-        for kind, picture in pictures.items():
+        for kind, picture in pictures(self.descriptor, image, predictions,
+                                      labels).items():
             _save_png(os.path.join(self.save_dir, f'{index:06d}_{kind}.png'),
                       picture)
 

@@ -67,12 +67,11 @@ class Evaluator:
             lambda images: strategy.run(inference, args=(images,)))
 
     def evaluate(self, dataset: tf.data.Dataset, eval_steps: int = -1,
-                 on_batch=None, on_image=None) -> dict:
+                 on_image=None) -> dict:
         """Runs one pass (or eval_steps batches); returns the metric values.
 
-        on_batch(inputs, predictions) is called with host numpy dicts of the
-        padded batch (e.g. for image summaries); on_image(name, image,
-        predictions, labels) with one image's maps at its own size (e.g. a
+        on_image(name, image, predictions, labels) is called with each
+        image's maps at its own size (e.g. image summaries and a
         PredictionWriter's `write`).
         """
         metrics = None
@@ -98,8 +97,6 @@ class Evaluator:
                 _update(metrics, name, restored, labels)
                 if on_image is not None:
                     on_image(name, image, restored, labels)
-            if on_batch is not None:
-                on_batch(inputs, predictions)
         if metrics is None:
             raise ValueError('The eval dataset produced no batch.')
         results = {}

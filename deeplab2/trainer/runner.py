@@ -19,9 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from deeplab2 import common
 from deeplab2 import compat
-from deeplab2 import vis
 from deeplab2 import loss as loss_lib
 from deeplab2.data import datasets
 from deeplab2.data import input_pipeline
@@ -230,14 +228,19 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
     evaluator = evaluator_lib.Evaluator(strategy, inference, descriptor)
     step = int(session.global_step.numpy())
     writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
-    visualize = _image_summaries(writer, step, descriptor,
+    summarize = _image_summaries(writer, step, descriptor,
                                  config.evaluator_options.num_vis_samples)
     predictions_writer = prediction_writer.PredictionWriter.from_config(
         config, model_dir, descriptor)
+
+    def on_image(*image_results):
+        summarize(*image_results)
+        if predictions_writer is not None:
+            predictions_writer.write(*image_results)
+
     try:
         metrics = evaluator.evaluate(
-            dataset, config.evaluator_options.eval_steps, on_batch=visualize,
-            on_image=predictions_writer and predictions_writer.write)
+            dataset, config.evaluator_options.eval_steps, on_image=on_image)
     finally:
         if predictions_writer is not None:
             predictions_writer.close()
@@ -252,34 +255,22 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
 
 
 def _image_summaries(writer, step, descriptor, num_samples):
-    """on_batch callback writing the first num_samples eval images with
+    """on_image callback writing the first num_samples eval images with
     their colored predictions and ground truth to TensorBoard."""
-    palette = vis.colormap(descriptor.colormap)
     written = [0]
+    shown = ('image', 'semantic_prediction', 'panoptic_prediction',
+             'panoptic_label')
 
-    def write(inputs, predictions):
-        for i in range(len(inputs[common.IMAGE])):
-            if written[0] >= num_samples:
-                return
-            image = np.clip(inputs[common.IMAGE][i], 0, 255).astype(np.uint8)
-            panels = [image, vis.colorize_semantic(
-                predictions[common.PRED_SEMANTIC_KEY][i], palette,
-                descriptor.ignore_label)]
-            if common.PRED_PANOPTIC_KEY in predictions:
-                panels.append(vis.colorize_panoptic(
-                    predictions[common.PRED_PANOPTIC_KEY][i],
-                    descriptor.panoptic_label_divisor, palette,
-                    descriptor.ignore_label))
-            if common.GT_PANOPTIC_KEY in inputs:
-                panels.append(vis.colorize_panoptic(
-                    inputs[common.GT_PANOPTIC_KEY][i],
-                    descriptor.panoptic_label_divisor, palette,
-                    descriptor.ignore_label))
-            with writer.as_default():
-                tf.summary.image(f'eval/sample_{written[0]}',
-                                 np.concatenate(panels, axis=1)[None],
-                                 step=step)
-            written[0] += 1
+    def write(name, image, predictions, labels):
+        if written[0] >= num_samples:
+            return
+        drawn = prediction_writer.pictures(descriptor, image, predictions,
+                                           labels)
+        panels = [drawn[kind] for kind in shown if kind in drawn]
+        with writer.as_default():
+            tf.summary.image(f'eval/sample_{written[0]}',
+                             np.concatenate(panels, axis=1)[None], step=step)
+        written[0] += 1
 
     return write
 
