@@ -11,14 +11,31 @@ import sys
 import textwrap
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEMO_CONFIG = (REPO_ROOT / 'configs/demo/'
+               'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
 
-_SCRIPT = textwrap.dedent('''
+# Every script starts by splitting the CPU into two logical devices.
+_TWO_CPUS = textwrap.dedent('''
     import sys
-    import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+''')
+
+
+def _run_on_two_cpus(script: str, *args) -> None:
+    """Runs `script` (argv[1] = the demo config, then `args`) in a child
+    process on two logical CPUs; fails with its output if it fails."""
+    result = subprocess.run(
+        [sys.executable, '-c', _TWO_CPUS + script, str(DEMO_CONFIG),
+         *map(str, args)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, (result.stdout[-2000:] +
+                                    result.stderr[-4000:])
+
+_SCRIPT = textwrap.dedent('''
+    import numpy as np
     import keras
     from deeplab2 import common, config as config_lib
     from deeplab2.data import datasets
@@ -70,22 +87,11 @@ _SCRIPT = textwrap.dedent('''
 
 
 def test_mirrored_two_replicas_equal_one_device():
-    config = (REPO_ROOT / 'configs/demo/'
-              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
-    result = subprocess.run([sys.executable, '-c', _SCRIPT, str(config)],
-                            capture_output=True, text=True, timeout=600,
-                            cwd=REPO_ROOT)
-    assert result.returncode == 0, (result.stdout[-2000:] +
-                                    result.stderr[-4000:])
+    _run_on_two_cpus(_SCRIPT)
 
 
 _EVAL_SCRIPT = textwrap.dedent('''
-    import sys
     import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from deeplab2 import config as config_lib
     from deeplab2.data import datasets, demo, input_pipeline
@@ -129,22 +135,10 @@ _EVAL_SCRIPT = textwrap.dedent('''
 
 
 def test_mirrored_eval_gathers_every_replica(tmp_path):
-    config = (REPO_ROOT / 'configs/demo/'
-              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
-    result = subprocess.run([sys.executable, '-c', _EVAL_SCRIPT, str(config),
-                             str(tmp_path)],
-                            capture_output=True, text=True, timeout=600,
-                            cwd=REPO_ROOT)
-    assert result.returncode == 0, (result.stdout[-2000:] +
-                                    result.stderr[-4000:])
+    _run_on_two_cpus(_EVAL_SCRIPT, str(tmp_path))
 
 
 _RUNNER_SCRIPT = textwrap.dedent('''
-    import sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from deeplab2 import config as config_lib
     from deeplab2.data import demo
     from deeplab2.trainer import runner
@@ -174,11 +168,4 @@ _RUNNER_SCRIPT = textwrap.dedent('''
 def test_runner_trains_with_dropout_on_two_replicas(tmp_path):
     """The runner under MirroredStrategy with ASPP dropout on: the training
     noise generator is replicated, checkpointed and restored."""
-    config = (REPO_ROOT / 'configs/demo/'
-              'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
-    result = subprocess.run([sys.executable, '-c', _RUNNER_SCRIPT,
-                             str(config), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600,
-                            cwd=REPO_ROOT)
-    assert result.returncode == 0, (result.stdout[-2000:] +
-                                    result.stderr[-4000:])
+    _run_on_two_cpus(_RUNNER_SCRIPT, str(tmp_path))
