@@ -1,0 +1,293 @@
+"""AutoAugment as DeepLab2 trains with it: photometric ops on uint8 images.
+
+DeepLab2's Cityscapes MobileNetV3 / Wide-ResNet / SWideRNet and COCO
+ResNet-50-beta configs set `augmentations.autoaugment_policy_name`. The
+policies draw from a reduced operation space of nine photometric ops
+(Cubuk et al., "AutoAugment", CVPR 2019; "RandAugment", CVPR 2020); labels
+never change. Every op here reproduces DeepLab2's output bit for bit,
+including three behaviours that differ from PIL and that DeepLab2's
+published models were trained with:
+
+  * Contrast blends towards a constant grey of (pixel count) / 256, clipped
+    to [0, 255], not towards the mean intensity;
+  * Solarize compares against its threshold cast to uint8, so 256 wraps to
+    0 and, like 0, inverts every pixel;
+  * Posterize to 0 bits shifts by 8, which TF's uint8 shifts clamp to 7: it
+    equals Posterize to 1 bit.
+
+Random draws: one sub-policy uniformly, then each of its two ops applies
+when floor(u + probability) == 1 for u uniform in [0, 1). With a [2] seed
+the draws are stateless (reproducible, resumable).
+
+Every op maps uint8 [H, W, 3] -> uint8 [H, W, 3] and runs eagerly, in
+`tf.function` and in `tf.data`.
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+
+# Levels run from 0 to this value in the policies' encoding.
+MAX_LEVEL = 10.0
+
+# The reduced operation space; a policy names ops by index into it.
+REDUCED_OPERATIONS = ('AutoContrast', 'Equalize', 'Invert', 'Posterize',
+                      'Solarize', 'Color', 'Contrast', 'Brightness',
+                      'Sharpness')
+# Probabilities by index, as the policies encode them.
+_PROBABILITIES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+# DeepLab2's `simple_classification_policy`: five sub-policies of two ops,
+# each op as (operation index, probability index, level).
+_SIMPLE_CLASSIFICATION = (
+    ((8, 2, 7), (7, 1, 10)),
+    ((1, 0, 9), (6, 1, 10)),
+    ((8, 1, 9), (5, 1, 9)),
+    ((4, 1, 7), (1, 3, 9)),
+    ((8, 1, 1), (1, 1, 7)),
+)
+# Policy name -> (encoded sub-policies, magnitude scale).
+_POLICIES = {
+    'simple_classification_policy': (_SIMPLE_CLASSIFICATION, 1),
+    'simple_classification_policy_magnitude_scale_0.2': (
+        _SIMPLE_CLASSIFICATION, 0.2),
+}
+
+
+def policy_names() -> tuple[str, ...]:
+    """The names `get_policy` knows."""
+    return tuple(_POLICIES)
+
+
+def get_policy(name: str) -> list[list[tuple[str, float, float]]]:
+    """The sub-policies of a named policy: [[(op, probability, level), x2]].
+
+    Levels are already multiplied by the policy's magnitude scale (in
+    Python floats, as DeepLab2 does: 7 * 0.2 is 1.4000000000000001).
+
+    Raises:
+      ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in _POLICIES:
+        raise ValueError(
+            f'Unknown AutoAugment policy {name!r}; known policies: '
+            f'{", ".join(policy_names())}.')
+    encoded, magnitude_scale = _POLICIES[name]
+    return [[(REDUCED_OPERATIONS[op], _PROBABILITIES[probability],
+              level * magnitude_scale)
+             for op, probability, level in sub_policy]
+            for sub_policy in encoded]
+
+
+def level_to_argument(name: str, level: float):
+    """The argument op `name` receives at `level` (None for argument-less
+    ops): Posterize bits int(level / 10 * 4), Solarize threshold
+    int(level / 10 * 256), enhance factors level / 10 * 1.8 + 0.1."""
+    if name in ('AutoContrast', 'Equalize', 'Invert'):
+        return None
+    fraction = level / MAX_LEVEL
+    if name == 'Posterize':
+        return int(fraction * 4)
+    if name == 'Solarize':
+        return int(fraction * 256)
+    if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+        return fraction * 1.8 + 0.1
+    raise ValueError(f'Unknown AutoAugment op {name!r}; known ops: '
+                     f'{", ".join(REDUCED_OPERATIONS)}.')
+
+
+def _to_uint8(values: tf.Tensor) -> tf.Tensor:
+    """float32 -> uint8 after clipping to [0, 255]; the cast truncates."""
+    return tf.cast(tf.clip_by_value(values, 0.0, 255.0), tf.uint8)
+
+
+def blend(start: tf.Tensor, end: tf.Tensor, factor: float) -> tf.Tensor:
+    """start + factor * (end - start) in float32, clipped, truncated.
+
+    factor 0 gives `start`, 1 gives `end` (exactly, for uint8 values);
+    factors above 1 extrapolate past `end`.
+    """
+    start = tf.cast(start, tf.float32)
+    end = tf.cast(end, tf.float32)
+    return _to_uint8(start + factor * (end - start))
+
+
+def _per_channel(image: tf.Tensor, channel_fn) -> tf.Tensor:
+    return tf.stack([channel_fn(image[..., c]) for c in range(3)], axis=-1)
+
+
+def auto_contrast(image: tf.Tensor) -> tf.Tensor:
+    """Stretches each channel linearly so its min is 0 and its max 255."""
+
+    def stretch(channel):
+        low = tf.cast(tf.reduce_min(channel), tf.float32)
+        high = tf.cast(tf.reduce_max(channel), tf.float32)
+
+        def rescale():
+            scale = 255.0 / (high - low)
+            return _to_uint8(tf.cast(channel, tf.float32) * scale -
+                             low * scale)
+
+        return tf.cond(high > low, rescale, lambda: channel)
+
+    return _per_channel(image, stretch)
+
+
+def equalize(image: tf.Tensor) -> tf.Tensor:
+    """Histogram equalization per channel, PIL's lookup-table rule."""
+
+    def equalize_channel(channel):
+        channel = tf.cast(channel, tf.int32)
+        histogram = tf.histogram_fixed_width(channel, [0, 255], nbins=256)
+        # PIL leaves out the count of the brightest occupied level.
+        occupied = tf.boolean_mask(histogram, histogram > 0)
+        step = (tf.reduce_sum(occupied) - occupied[-1]) // 255
+
+        def lookup():
+            table = (tf.cumsum(histogram) + step // 2) // step
+            table = tf.clip_by_value(tf.concat([[0], table[:-1]], 0), 0, 255)
+            return tf.gather(table, channel)
+
+        return tf.cast(tf.cond(step > 0, lookup, lambda: channel), tf.uint8)
+
+    return _per_channel(image, equalize_channel)
+
+
+def invert(image: tf.Tensor) -> tf.Tensor:
+    return 255 - image
+
+
+def posterize(image: tf.Tensor, bits: int) -> tf.Tensor:
+    """Keeps the top `bits` bits of every value (0 behaves as 1, see top)."""
+    shift = tf.constant(8 - bits, tf.uint8)
+    return tf.bitwise.left_shift(tf.bitwise.right_shift(image, shift), shift)
+
+
+def solarize(image: tf.Tensor, threshold: int) -> tf.Tensor:
+    """Inverts values at or above the threshold (taken modulo 256)."""
+    threshold = tf.constant(threshold % 256, tf.uint8)
+    return tf.where(image < threshold, image, 255 - image)
+
+
+def color(image: tf.Tensor, factor: float) -> tf.Tensor:
+    """Saturation: blends from the image's grey version towards it."""
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+    return blend(grey, image, factor)
+
+
+def contrast(image: tf.Tensor, factor: float) -> tf.Tensor:
+    """Blends from a constant grey towards the image.
+
+    The grey is DeepLab2's: the pixel count / 256 (its histogram sum over
+    256 bins, meant as a mean), clipped to 255 and truncated to uint8.
+    """
+    shape = tf.shape(image)
+    pixels = tf.cast(shape[0] * shape[1], tf.float32)
+    grey = _to_uint8(pixels / 256.0)
+    return blend(tf.fill(shape, grey), image, factor)
+
+
+def brightness(image: tf.Tensor, factor: float) -> tf.Tensor:
+    """Blends from black towards the image."""
+    return blend(tf.zeros_like(image), image, factor)
+
+
+def sharpness(image: tf.Tensor, factor: float) -> tf.Tensor:
+    """Blends from a smoothed image (PIL's SMOOTH kernel on the interior,
+    the original one-pixel border) towards the image."""
+    kernel = tf.constant([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]]) / 13.0
+    kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
+    smoothed = tf.nn.depthwise_conv2d(
+        tf.cast(image, tf.float32)[tf.newaxis], kernel,
+        strides=[1, 1, 1, 1], padding='VALID')[0]
+    interior = tf.pad(tf.ones_like(smoothed, tf.bool), [[1, 1], [1, 1], [0, 0]])
+    smoothed = tf.pad(_to_uint8(smoothed), [[1, 1], [1, 1], [0, 0]])
+    return blend(tf.where(interior, smoothed, image), image, factor)
+
+
+_OPS = {
+    'AutoContrast': auto_contrast,
+    'Equalize': equalize,
+    'Invert': invert,
+    'Posterize': posterize,
+    'Solarize': solarize,
+    'Color': color,
+    'Contrast': contrast,
+    'Brightness': brightness,
+    'Sharpness': sharpness,
+}
+
+
+def apply_op(image, name: str, argument=None) -> tf.Tensor:
+    """Applies op `name` with its `argument` (None for the argument-less).
+
+    Args:
+      image: uint8 [H, W, 3].
+      name: one of REDUCED_OPERATIONS.
+      argument: bits (Posterize), threshold (Solarize) or blend factor
+        (Color, Contrast, Brightness, Sharpness), as `level_to_argument`
+        gives them.
+    Returns:
+      uint8 [H, W, 3].
+    """
+    if name not in _OPS:
+        raise ValueError(f'Unknown AutoAugment op {name!r}; known ops: '
+                         f'{", ".join(REDUCED_OPERATIONS)}.')
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise TypeError(f'AutoAugment op {name} needs a uint8 image, got '
+                        f'{image.dtype.name}.')
+    if argument is None:
+        return _OPS[name](image)
+    return _OPS[name](image, argument)
+
+
+def _should_apply(probability: float, uniform: tf.Tensor) -> tf.Tensor:
+    return tf.equal(tf.floor(uniform + probability), 1.0)
+
+
+def apply_sub_policy(image: tf.Tensor, sub_policy, uniforms=None):
+    """Applies each (op, probability, level) of `sub_policy` in turn.
+
+    uniforms: one float32 in [0, 1) per op deciding whether it applies
+      (floor(u + probability) == 1); None applies every op.
+    """
+    for index, (name, probability, level) in enumerate(sub_policy):
+        argument = level_to_argument(name, level)
+
+        def augmented(image=image, name=name, argument=argument):
+            return apply_op(image, name, argument)
+
+        if uniforms is None:
+            image = augmented()
+        else:
+            image = tf.cond(_should_apply(probability, uniforms[index]),
+                            augmented, lambda image=image: image)
+    return image
+
+
+def distort(image: tf.Tensor, policy_name: str,
+            seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """One random sub-policy of `policy_name` applied to a uint8 image.
+
+    seed: optional [2] int seed for stateless, reproducible draws.
+    """
+    policy = get_policy(policy_name)
+    ops_per_sub_policy = max(len(sub_policy) for sub_policy in policy)
+    if seed is None:
+        choice = tf.random.uniform([], maxval=len(policy), dtype=tf.int32)
+        uniforms = tf.random.uniform([ops_per_sub_policy])
+    else:
+        choice_seed, uniforms_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.cast(seed, tf.int64),
+                                                   num=2))
+        choice = tf.random.stateless_uniform(
+            [], choice_seed, maxval=len(policy), dtype=tf.int32)
+        uniforms = tf.random.stateless_uniform([ops_per_sub_policy],
+                                               uniforms_seed)
+    branches = [
+        lambda sub_policy=sub_policy: apply_sub_policy(image, sub_policy,
+                                                       uniforms)
+        for sub_policy in policy]
+    augmented = tf.switch_case(choice, branches)
+    return tf.ensure_shape(augmented, image.shape)
