@@ -9,6 +9,10 @@ DeepLab2's published configs leave `${TRAIN_SET}`-style placeholders in
 paths. They parse; code that reads such a field calls `resolved_field` (or
 `require_resolved`), which raises an error naming the field and the override
 that sets it.
+
+A file that is empty, binary or not UTF-8 is an error naming it, and so are
+numeric values that can never work (`batch_size: 0`, a negative learning
+rate, ...; see `config_values`), checked after the overrides are applied.
 """
 
 import argparse
@@ -21,6 +25,8 @@ from typing import Any, Iterable, Sequence
 from google.protobuf import descriptor as descriptor_lib
 from google.protobuf import message as message_lib
 from google.protobuf import text_format
+
+from deeplab2 import config_values
 
 try:
     from deeplab2 import config_pb2
@@ -64,15 +70,54 @@ def load_config(path: str | pathlib.Path,
 
     Raises:
       FileNotFoundError: `path` does not exist.
-      ConfigError: a parse error (with file:line:column), an unknown field
-        (with the closest valid name) or a bad override.
+      ConfigError: a file that is binary, not UTF-8 or sets no field; a
+        parse error (with file:line:column), an unknown field (with the
+        closest valid name), a bad override, or values that cannot work
+        (`check_values`).
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'Config file not found: {path}')
-    config = parse_config_text(path.read_text(), source=str(path))
+    config = parse_config_text(_read_text(path), source=str(path))
     apply_overrides(config, overrides)
+    check_values(config, source=str(path))
     return config
+
+
+def _read_text(path: pathlib.Path) -> str:
+    """The file's text; binary or non-UTF-8 content is a ConfigError.
+
+    Text-format protos are UTF-8. A leading byte order mark (some Windows
+    editors write one) is dropped rather than read as a stray character.
+    """
+    data = path.read_bytes()
+    if b'\0' in data:
+        raise ConfigError(f'{path}: this is a binary file (it holds NUL '
+                          'bytes), not a textproto config (or UTF-16 text; '
+                          'save it as UTF-8).')
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as error:
+        line = data.count(b'\n', 0, error.start) + 1
+        column = error.start - data.rfind(b'\n', 0, error.start)
+        raise ConfigError(
+            f'{path}:{line}:{column}: not UTF-8 text (byte '
+            f'0x{data[error.start]:02x}); a textproto config must be saved '
+            'as UTF-8.') from None
+
+
+def check_values(config: ExperimentOptions, source: str = '<config>') -> None:
+    """Raises one ConfigError listing every numeric value of `config` that
+    can never work (see `config_values.BOUNDS`), by field path and value.
+
+    `load_config` calls it after the overrides; call it on a config built
+    or edited in code. Strings (and so `${...}` placeholders) are not
+    checked here.
+    """
+    problems = config_values.find_impossible_values(config)
+    if problems:
+        listing = '\n'.join(f'  {problem}' for problem in problems)
+        raise ConfigError(f'{source}: values that cannot work:\n{listing}')
 
 
 def parse_config_text(text: str, source: str = '<string>') -> ExperimentOptions:
@@ -90,6 +135,13 @@ def parse_config_text(text: str, source: str = '<string>') -> ExperimentOptions:
         text_format.Parse(text, config)
     except text_format.ParseError as error:
         raise ConfigError(_describe_parse_error(error, source)) from None
+    if not config.ListFields():
+        # Every field has a default, so an empty file would "parse" into an
+        # experiment with no model and no data: almost surely a wrong file.
+        raise ConfigError(
+            f'{source}: the config sets no fields (the text is empty or only '
+            'comments); an experiment config needs at least model_options '
+            'and the dataset options.')
     return config
 
 

@@ -307,6 +307,145 @@ def test_bad_value_type_names_file_and_line(tmp_path):
         config_lib.load_config(path)
 
 
+@pytest.mark.parametrize('content', [b'', b'\n  \n', b'# only a comment\n'],
+                         ids=['empty', 'blank', 'comment'])
+def test_config_without_fields_is_an_error_naming_the_file(tmp_path,
+                                                           content):
+    path = tmp_path / 'exp.textproto'
+    path.write_bytes(content)
+    with pytest.raises(config_lib.ConfigError,
+                       match=rf'{re.escape(str(path))}: .*no fields'):
+        config_lib.load_config(path)
+
+
+@pytest.mark.parametrize('content,pattern', [
+    (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR', r': .*binary'),
+    ('model_options {}\nexperiment_name: "caf\u00e9"\n'.encode('latin-1'),
+     r':2:22: .*not UTF-8 .*0xe9'),
+], ids=['binary', 'latin1'])
+def test_binary_or_non_utf8_file_is_an_error_naming_the_file(
+        tmp_path, content, pattern):
+    path = tmp_path / 'exp.textproto'
+    path.write_bytes(content)
+    with pytest.raises(config_lib.ConfigError,
+                       match=rf'^{re.escape(str(path))}{pattern}'):
+        config_lib.load_config(path)
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / 'exp.textproto'
+    path.write_bytes('\ufeffexperiment_name: "x"\n'.encode('utf-8'))
+    assert config_lib.load_config(path).experiment_name == 'x'
+
+
+def test_cli_rejects_an_empty_config(tmp_path, capsys):
+    path = tmp_path / 'empty.textproto'
+    path.write_bytes(b'')
+    assert config_lib.main([f'--config_file={path}']) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and 'OK' not in err
+
+
+# ---------------------------------------------------------- value checks
+
+
+@pytest.mark.parametrize('override,shown', [
+    ('train_dataset_options.batch_size=-3',
+     'train_dataset_options.batch_size is -3'),
+    ('train_dataset_options.batch_size=0',
+     'train_dataset_options.batch_size is 0'),
+    ('eval_dataset_options.batch_size=0',
+     'eval_dataset_options.batch_size is 0'),
+    ('train_dataset_options.crop_size=0,129',
+     'train_dataset_options.crop_size[0] is 0'),
+    ('eval_dataset_options.crop_size=1025,-1',
+     'eval_dataset_options.crop_size[1] is -1'),
+    ('train_dataset_options.resize_factor=-8',
+     'train_dataset_options.resize_factor is -8'),
+    ('train_dataset_options.sigma=0', 'train_dataset_options.sigma is 0'),
+    ('train_dataset_options.augmentations.min_scale_factor=-0.5',
+     'train_dataset_options.augmentations.min_scale_factor is -0.5'),
+    ('train_dataset_options.augmentations.scale_factor_step_size=-0.1',
+     'train_dataset_options.augmentations.scale_factor_step_size is -0.1'),
+    ('trainer_options.solver_options.training_number_of_steps=-1',
+     'trainer_options.solver_options.training_number_of_steps is -1'),
+    ('trainer_options.solver_options.warmup_steps=-5',
+     'trainer_options.solver_options.warmup_steps is -5'),
+    ('trainer_options.solver_options.base_learning_rate=-0.01',
+     'trainer_options.solver_options.base_learning_rate is -0.01'),
+    ('trainer_options.solver_options.base_learning_rate=nan',
+     'trainer_options.solver_options.base_learning_rate is nan'),
+    ('trainer_options.solver_options.poly_end_learning_rate=-1e-4',
+     'trainer_options.solver_options.poly_end_learning_rate is -0.0001'),
+    ('trainer_options.solver_options.weight_decay=-1e-4',
+     'trainer_options.solver_options.weight_decay is -0.0001'),
+    ('trainer_options.solver_options.backbone_learning_rate_multiplier=-1',
+     'trainer_options.solver_options.backbone_learning_rate_multiplier '
+     'is -1'),
+    ('trainer_options.save_checkpoints_steps=-100',
+     'trainer_options.save_checkpoints_steps is -100'),
+    ('trainer_options.save_checkpoints_steps=0',
+     'trainer_options.save_checkpoints_steps is 0'),
+    ('trainer_options.save_summaries_steps=0',
+     'trainer_options.save_summaries_steps is 0'),
+    ('trainer_options.steps_per_loop=0',
+     'trainer_options.steps_per_loop is 0'),
+    ('trainer_options.num_checkpoints_to_keep=0',
+     'trainer_options.num_checkpoints_to_keep is 0'),
+    ('evaluator_options.eval_interval=-1',
+     'evaluator_options.eval_interval is -1'),
+    ('evaluator_options.nms_kernel=0', 'evaluator_options.nms_kernel is 0'),
+    ('evaluator_options.eval_scales=[1.0, 0.0]',
+     'evaluator_options.eval_scales[1] is 0'),
+])
+def test_impossible_value_names_the_field_and_value(override, shown):
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.load_config(RESNET50, [override])
+    message = str(error.value)
+    assert message.startswith(f'{RESNET50}: ')
+    assert f'{shown}: must be' in message, message
+
+
+def test_value_error_lists_every_bad_field_once():
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.load_config(RESNET50, [
+            'train_dataset_options.batch_size=-3',
+            'train_dataset_options.crop_size=0,129'])
+    message = str(error.value)
+    assert 'train_dataset_options.batch_size is -3: must be >= 1' in message
+    assert 'train_dataset_options.crop_size[0] is 0: must be >= 1' in message
+    assert 'crop_size[1]' not in message
+    assert 'Dimension' not in message
+
+
+def test_min_scale_factor_above_max_is_named():
+    with pytest.raises(config_lib.ConfigError,
+                       match=r'augmentations.min_scale_factor is 2: must be '
+                       r'<= .*max_scale_factor \(1\)'):
+        config_lib.load_config(RESNET50, [
+            'train_dataset_options.augmentations.min_scale_factor=2',
+            'train_dataset_options.augmentations.max_scale_factor=1'])
+
+
+@pytest.mark.parametrize('override', [
+    'train_dataset_options.file_pattern=${TRAIN_SET}',
+    'evaluator_options.eval_interval=0',  # DeepLab2: evaluate at the end
+    'evaluator_options.keep_k_centers=-1',  # keep all centers
+    'evaluator_options.eval_steps=-1',  # the whole eval set
+    'evaluator_options.continuous_eval_timeout=-1',
+    'train_dataset_options.min_resize_value=0',  # no limit
+    'trainer_options.solver_options.training_number_of_steps=0',
+    'trainer_options.solver_options.base_learning_rate=0',
+    'trainer_options.solver_options.clip_gradient_norm=0',
+])
+def test_edge_values_that_work_stay_allowed(override):
+    config_lib.load_config(RESNET50, [override])
+
+
+def test_defaults_pass_the_value_checks():
+    config_lib.check_values(config_lib.ExperimentOptions())
+
+
 # ----------------------------------------------------------- placeholders
 
 

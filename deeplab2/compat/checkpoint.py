@@ -5,17 +5,23 @@ from TF >= 2.11, per-variable `.OPTIMIZER_SLOT` from older releases) are
 read; optimizer state and counters are ignored, as they are when loading for
 inference or fine-tuning. Nothing is loaded partially by accident: a model
 variable without a source, a shape mismatch or an unexplained checkpoint
-variable raises one error listing all of them.
+variable raises one error listing all of them; a truncated or corrupt
+checkpoint (or archive) raises one CorruptCheckpointError naming it, before
+any variable is assigned.
 """
 
+import contextlib
 import dataclasses
+import gzip
 import os
 import pathlib
 import shutil
 import tarfile
 import tempfile
 import uuid
+import zlib
 
+from google.protobuf import message as message_lib
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
@@ -35,6 +41,11 @@ _MAX_LISTED = 20
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the model: names every offending key."""
+
+
+class CorruptCheckpointError(ValueError):
+    """The checkpoint's files (or its archive) cannot be read: truncated,
+    damaged or partly missing. Names the checkpoint."""
 
 
 @dataclasses.dataclass
@@ -91,14 +102,17 @@ def restore_checkpoint(model, path, *,
       FileNotFoundError: nothing checkpoint-like at `path`.
       CheckpointMismatchError: listing missing, mis-shaped and unexpected
         variables together.
+      CorruptCheckpointError: the files cannot be read (e.g. a truncated
+        `.data-*` or a damaged `.index`); the model is left unchanged.
     """
     with _checkpoint_prefix(path) as prefix:
-        reader = tf.train.load_checkpoint(prefix)
-        shapes = reader.get_variable_to_shape_map()
-        variables = naming.variable_keys(model.checkpoint_items)
-        # Our trainer's checkpoints keep model weights under the optimizer's
-        # path: list them under the model's keys instead.
-        stored_as = _stored_keys(reader, shapes, variables)
+        with _unreadable_is_corrupt(prefix):
+            reader = tf.train.load_checkpoint(prefix)
+            shapes = reader.get_variable_to_shape_map()
+            variables = naming.variable_keys(model.checkpoint_items)
+            # Our trainer's checkpoints keep model weights under the
+            # optimizer's path: list them under the model's keys instead.
+            stored_as = _stored_keys(reader, shapes, variables)
         moved = set(stored_as.values())
         shapes = {**{key: value for key, value in shapes.items()
                      if key not in moved},
@@ -106,12 +120,37 @@ def restore_checkpoint(model, path, *,
         summary, plan = _plan_restore(
             prefix, shapes, variables, restore_semantic_last_layer,
             restore_instance_last_layer, expected)
-        for source, our_key in plan:
-            variable = variables[our_key]
-            value = reader.get_tensor(stored_as.get(source, source))
-            variable.assign(tf.cast(value, variable.dtype))
-            summary.restored.append(our_key)
+        # Every value is read before any is assigned, so that a file cut
+        # short half-way leaves the model as it was, not half restored.
+        with _unreadable_is_corrupt(prefix):
+            values = [reader.get_tensor(stored_as.get(source, source))
+                      for source, _ in plan]
+    for (_, our_key), value in zip(plan, values):
+        variable = variables[our_key]
+        variable.assign(tf.cast(value, variable.dtype))
+        summary.restored.append(our_key)
     return summary
+
+
+@contextlib.contextmanager
+def _unreadable_is_corrupt(prefix: str):
+    """Turns what TF's checkpoint reader raises for damaged files (an
+    OpError such as DataLossError or NotFoundError, IndexError "Read less
+    bytes than requested" for a cut `.data-*`, DecodeError for a damaged
+    object graph) into one CorruptCheckpointError naming `prefix`."""
+    try:
+        yield
+    except (tf.errors.OpError, IndexError,
+            message_lib.DecodeError) as error:
+        detail = getattr(error, 'message', None) or str(error)
+        prefix_path = pathlib.Path(prefix)
+        files = sorted(path.name for path in
+                       prefix_path.parent.glob(prefix_path.name + '.*'))
+        raise CorruptCheckpointError(
+            f'Checkpoint {prefix} cannot be read: its files are truncated, '
+            f'corrupt or incomplete ({detail.strip()}). Files present: '
+            f'{", ".join(files) or "none"}. Copy or download the '
+            'checkpoint again.') from None
 
 
 def _stored_keys(reader, shapes, variables) -> dict[str, str]:
@@ -250,14 +289,27 @@ class _checkpoint_prefix:
             if not path.is_file():
                 raise FileNotFoundError(f'Checkpoint archive not found: {path}')
             self._tmp = tempfile.mkdtemp(prefix='deeplab2_ckpt_')
-            with tarfile.open(path) as archive:
-                archive.extractall(self._tmp, filter='data')
+            _extract(path, self._tmp)
             path = pathlib.Path(self._tmp)
         return _find_prefix(path, original=self._path)
 
     def __exit__(self, *exc):
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _extract(archive: pathlib.Path, folder: str) -> None:
+    """Extracts `archive` into `folder`, which is removed again on failure
+    (__exit__ does not run when __enter__ raises)."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter='data')
+    except (tarfile.TarError, EOFError, zlib.error,
+            gzip.BadGzipFile) as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CorruptCheckpointError(
+            f'Checkpoint archive {archive} is truncated or corrupt '
+            f'({str(error).strip()}). Download it again.') from None
 
 
 def _find_prefix(path: pathlib.Path, original: pathlib.Path) -> str:

@@ -130,19 +130,48 @@ class CorruptDataError(ValueError):
     """Input TFRecords cannot be read; names the files."""
 
 
+class MissingFeatureError(CorruptDataError):
+    """Input records lack a feature that decoding needs; names the files
+    and the feature key."""
+
+
 def iterate(dataset: tf.data.Dataset, files):
     """Iterates `dataset` eagerly; a read failure is re-raised as a
-    CorruptDataError naming the unreadable files among `files`."""
+    CorruptDataError naming the unreadable files among `files` (see
+    `explain_read_error`)."""
     iterator = iter(dataset)
     while True:
         try:
             element = next(iterator)
         except StopIteration:
             return
-        except tf.errors.DataLossError as error:
-            corrupt = find_corrupt_files(files) or [('?', error.message)]
-            listing = '\n'.join(f'  {path}: {message}'
-                                for path, message in corrupt)
-            raise CorruptDataError(
-                f'Cannot read the input TFRecords:\n{listing}') from error
+        except (tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError) as error:
+            explained = explain_read_error(error, files)
+            if explained is None:
+                raise
+            raise explained from error
         yield element
+
+
+def explain_read_error(error: tf.errors.OpError,
+                       files) -> CorruptDataError | None:
+    """The error naming the files among `files` behind a tf.data failure,
+    or None when `error` is not about the input records (re-raise it).
+
+    A DataLossError becomes a CorruptDataError naming the truncated files;
+    TF's "Feature: ... is required but could not be found", which names
+    neither file nor record, a MissingFeatureError naming both. Loops
+    that iterate inside a tf.function (training) can call it on the
+    DataLossError or InvalidArgumentError they catch.
+    """
+    if isinstance(error, tf.errors.DataLossError):
+        corrupt = find_corrupt_files(files) or [('?', error.message)]
+        listing = '\n'.join(f'  {path}: {message}'
+                            for path, message in corrupt)
+        return CorruptDataError(
+            f'Cannot read the input TFRecords:\n{listing}')
+    key = tfrecord.missing_feature_key(error.message)
+    if key is None:
+        return None
+    return MissingFeatureError(tfrecord.describe_missing_feature(key, files))

@@ -9,8 +9,10 @@ label may instead be stored as an encoded PNG with format 'png'.
 """
 
 import io
-from typing import Optional, Union
+import re
+from typing import Iterable, Optional, Sequence, Union
 
+from google.protobuf import message as message_lib
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -22,6 +24,8 @@ PNG_LABEL_FORMAT = 'png'
 _IMAGE_FORMATS = ('jpeg', 'jpg', 'png')
 _PIL_FORMATS = {'jpeg': 'JPEG', 'jpg': 'JPEG', 'png': 'PNG'}
 _NUM_CHANNELS = 3
+# Files named at most in a missing-feature message.
+_MAX_LISTED = 20
 
 
 def _bytes_feature(value: Union[bytes, str]) -> tf.train.Feature:
@@ -187,7 +191,9 @@ def decode_example(serialized: tf.Tensor,
       'image': uint8 [H, W, 3]; 'image_name': tf.string; 'height', 'width':
       int32 scalars; and, when `decode_label`, 'label': int32 [H, W, 1].
       A label whose size does not match the image fails with an
-      InvalidArgumentError naming the image.
+      InvalidArgumentError naming the image; a record lacking a feature
+      fails with TF's InvalidArgumentError, whose key `missing_feature_key`
+      reads (`records_missing_feature` then finds the files).
     """
     parsed = tf.io.parse_single_example(serialized,
                                         _features_to_parse(decode_label))
@@ -215,3 +221,66 @@ def read_examples(path: str) -> list[tf.train.Example]:
     """All Examples of one TFRecord file, parsed (for tools and tests)."""
     return [tf.train.Example.FromString(record.numpy())
             for record in tf.data.TFRecordDataset(path)]
+
+
+# TF's message when a record lacks a feature parsed without a default.
+_MISSING_FEATURE = re.compile(r'Feature: (?P<key>\S+) \(data type: \w+\) is '
+                              r'required but could not be found')
+
+
+def missing_feature_key(error_message: str) -> Optional[str]:
+    """The feature key that `decode_example`'s parse error says a record
+    lacks, or None when the message is about something else."""
+    match = _MISSING_FEATURE.search(error_message)
+    return match['key'] if match else None
+
+
+def records_missing_feature(paths: Iterable[str],
+                            key: str) -> list[tuple[str, int]]:
+    """(path, index of its first record without `key`) for every file in
+    `paths` that has such a record, in order.
+
+    TF's parse error names neither the file nor the record; this rescans
+    the files to tell the user which ones to fix. A record that is not a
+    tf.train.Example at all counts as lacking the key. An unreadable
+    (truncated) file is scanned up to the damage.
+    """
+    found = []
+    for path in paths:
+        try:
+            for index, record in enumerate(
+                    tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                if not _has_feature(record, key):
+                    found.append((path, index))
+                    break
+        except tf.errors.DataLossError:
+            continue  # Reported as corrupt by the reader, not here.
+    return found
+
+
+def describe_missing_feature(key: str, paths: Sequence[str]) -> str:
+    """The message for records among `paths` that lack `key`: the files
+    and their first record without it (found by rescanning), and for the
+    label the option that does without it."""
+    lacking = records_missing_feature(paths, key)
+    lines = [f'  {path}: record {index} (the first without it)'
+             for path, index in lacking[:_MAX_LISTED]]
+    if len(lacking) > _MAX_LISTED:
+        lines.append(f'  ... and {len(lacking) - _MAX_LISTED} more files')
+    if not lacking:  # E.g. the files changed since the failure.
+        lines.append(f'  one of {len(paths)} files: '
+                     f'{", ".join(paths[:_MAX_LISTED])}')
+    if key == common.KEY_ENCODED_LABEL:
+        lines.append('Unlabeled (e.g. test) shards have no label: set '
+                     'decode_groundtruth_label: false in their dataset '
+                     'options.')
+    return (f'The input TFRecords lack the feature {key!r} that decoding '
+            'needs:\n' + '\n'.join(lines))
+
+
+def _has_feature(record: bytes, key: str) -> bool:
+    try:
+        example = tf.train.Example.FromString(record)
+    except message_lib.DecodeError:
+        return False
+    return key in example.features.feature

@@ -298,3 +298,90 @@ def test_convert_checkpoint_script(restored_mobilenet, tmp_path):
     assert '362 variables restored' in result.stdout
     assert 'optimizer state' in result.stdout
     assert (tmp_path / 'out' / 'ckpt.index').is_file()
+
+
+# ------------------------------------------------------ damaged checkpoints
+
+
+@pytest.fixture(scope='module')
+def saved_mobilenet(restored_mobilenet, tmp_path_factory):
+    """Our checkpoint of the narrow MobileNet, and a fresh (randomly
+    initialized) model of the same config to restore it into."""
+    _, config, model = restored_mobilenet
+    prefix = compat.save_model_checkpoint(
+        model, tmp_path_factory.mktemp('saved') / 'ckpt')
+    return prefix, config, builder.build_model(config)
+
+
+def _damaged_copy(prefix, folder, damage):
+    """A copy of checkpoint `prefix` in `folder` with `damage` done."""
+    source = pathlib.Path(prefix)
+    copy = folder / 'ckpt'
+    for file in source.parent.glob(source.name + '.*'):
+        (folder / ('ckpt' + file.name[len(source.name):])).write_bytes(
+            file.read_bytes())
+    data = folder / 'ckpt.data-00000-of-00001'
+    if damage == 'truncated_data':
+        data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    elif damage == 'flipped_data':
+        content = bytearray(data.read_bytes())
+        content[len(content) // 2:len(content) // 2 + 64] = b'\xff' * 64
+        data.write_bytes(bytes(content))
+    elif damage == 'missing_data':
+        data.unlink()
+    elif damage == 'garbage_index':
+        (folder / 'ckpt.index').write_bytes(b'\x07garbage' * 40)
+    return str(copy)
+
+
+DAMAGES = ['truncated_data', 'flipped_data', 'missing_data', 'garbage_index']
+
+
+@pytest.mark.parametrize('damage', DAMAGES)
+def test_damaged_checkpoint_is_one_error_naming_it(saved_mobilenet,
+                                                   tmp_path, damage):
+    prefix, _, model = saved_mobilenet
+    damaged = _damaged_copy(prefix, tmp_path, damage)
+    before = [variable.numpy() for variable in model.variables]
+    with pytest.raises(compat.CorruptCheckpointError) as error:
+        compat.restore_checkpoint(model, damaged)
+    assert isinstance(error.value, ValueError)
+    assert damaged in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    # Nothing is restored partially: the readable variables were not
+    # assigned either.
+    for value, variable in zip(before, model.variables):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_damaged_initial_checkpoint_names_it(saved_mobilenet, tmp_path):
+    prefix, config, model = saved_mobilenet
+    damaged = _damaged_copy(prefix, tmp_path, 'truncated_data')
+    options = type(config.model_options)()
+    options.CopyFrom(config.model_options)
+    options.initial_checkpoint = damaged
+    with pytest.raises(compat.CorruptCheckpointError, match=damaged):
+        compat.restore_initial_checkpoint(model, options)
+
+
+def test_truncated_checkpoint_archive_names_it(saved_mobilenet, tmp_path):
+    prefix, _, model = saved_mobilenet
+    archive = tmp_path / 'model.tar.gz'
+    with tarfile.open(archive, 'w:gz') as tar:
+        for file in pathlib.Path(prefix).parent.glob('ckpt.*'):
+            tar.add(file, arcname=f'model/{file.name}')
+    archive.write_bytes(archive.read_bytes()[:archive.stat().st_size // 2])
+    with pytest.raises(compat.CorruptCheckpointError, match=str(archive)):
+        compat.restore_checkpoint(model, archive)
+
+
+def test_export_and_predict_report_a_damaged_checkpoint(saved_mobilenet,
+                                                        tmp_path):
+    from deeplab2 import export
+    from deeplab2 import predict
+    prefix, config, _ = saved_mobilenet
+    damaged = _damaged_copy(prefix, tmp_path, 'truncated_data')
+    with pytest.raises(compat.CorruptCheckpointError, match=damaged):
+        export.load_model(config, damaged)
+    with pytest.raises(compat.CorruptCheckpointError, match=damaged):
+        predict.CheckpointBackend(config, damaged)

@@ -143,3 +143,53 @@ def test_skip_batches_continues_a_seeded_stream(demo_shards):
     expected = [b[common.IMAGE].numpy() for b in full.take(3)][2]
     got = next(iter(resumed))[common.IMAGE].numpy()
     np.testing.assert_array_equal(got, expected)
+
+
+def _write_records(path, drop_key=None, count=1):
+    """`count` tiny labeled examples, without `drop_key` if given."""
+    from deeplab2.data import tfrecord
+    image = np.full((9, 11, 3), 90, np.uint8)
+    encoded = tf.io.encode_png(image).numpy()
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for index in range(count):
+            example = tfrecord.encode_example(
+                encoded, f'img{index}', 'png', 9, 11,
+                np.zeros((9, 11), np.int32), verify_image=False)
+            if drop_key:
+                del example.features.feature[drop_key]
+            writer.write(example.SerializeToString())
+    return str(path)
+
+
+@pytest.mark.parametrize('is_training', [True, False], ids=['train', 'eval'])
+@pytest.mark.parametrize('key', [common.KEY_ENCODED_IMAGE,
+                                 common.KEY_ENCODED_LABEL])
+def test_record_without_a_required_key_names_the_file_and_key(
+        tmp_path, key, is_training):
+    good = _write_records(tmp_path / 'a-good.tfrecord', count=2)
+    bad = _write_records(tmp_path / 'b-bad.tfrecord', drop_key=key, count=2)
+    options = _options(f'{tmp_path}/*.tfrecord', batch_size=1)
+    options.crop_size[:] = [17, 17]
+    files = input_pipeline.resolve_files(options)
+    dataset = input_pipeline.build_dataset(options, is_training, seed=1)
+    with pytest.raises(input_pipeline.MissingFeatureError) as error:
+        for _ in zip(range(20), input_pipeline.iterate(dataset, files)):
+            pass
+    message = str(error.value)
+    assert f"lack the feature '{key}'" in message
+    assert f'{bad}: record 0' in message
+    assert good not in message
+    assert isinstance(error.value, input_pipeline.CorruptDataError)
+    assert ('decode_groundtruth_label' in message) == (
+        key == common.KEY_ENCODED_LABEL)
+
+
+def test_unlabeled_records_read_when_labels_are_not_decoded(tmp_path):
+    path = _write_records(tmp_path / 'test.tfrecord',
+                          drop_key=common.KEY_ENCODED_LABEL)
+    options = _options(path, batch_size=1,
+                       decode_groundtruth_label=False)
+    options.crop_size[:] = [17, 17]
+    batches = list(input_pipeline.iterate(
+        input_pipeline.build_dataset(options, is_training=False), [path]))
+    assert len(batches) == 1

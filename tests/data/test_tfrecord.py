@@ -165,3 +165,36 @@ def test_encode_errors_name_the_file(kwargs, message):
     with pytest.raises(ValueError, match=message) as error:
         tfrecord.encode_example(**arguments)
     assert 'frankfurt_7' in str(error.value)
+
+
+def test_records_missing_a_feature_are_found_per_file(tmp_path):
+    example = tfrecord.encode_example(
+        _png_bytes(_tiny_image()), 'x', 'png', 5, 7,
+        np.zeros((5, 7), np.int32))
+    unlabeled = tf.train.Example()
+    unlabeled.CopyFrom(example)
+    del unlabeled.features.feature[common.KEY_ENCODED_LABEL]
+    paths = [str(tmp_path / name) for name in ('a', 'b', 'c')]
+    for path, records in zip(paths, [[example, example],
+                                     [example, unlabeled, unlabeled],
+                                     [b'not an Example']]):
+        with tf.io.TFRecordWriter(path) as writer:
+            for record in records:
+                writer.write(record if isinstance(record, bytes)
+                             else record.SerializeToString())
+    assert tfrecord.records_missing_feature(
+        paths, common.KEY_ENCODED_LABEL) == [(paths[1], 1), (paths[2], 0)]
+    assert tfrecord.records_missing_feature(
+        paths[:1], common.KEY_ENCODED_IMAGE) == []
+
+
+def test_missing_feature_key_is_read_from_tf_error():
+    serialized = tf.train.Example().SerializeToString()
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        tfrecord.decode_example(serialized)
+    assert tfrecord.missing_feature_key(error.value.message) in (
+        common.KEY_ENCODED_IMAGE, common.KEY_IMAGE_FILENAME,
+        common.KEY_IMAGE_FORMAT, common.KEY_IMAGE_HEIGHT,
+        common.KEY_IMAGE_WIDTH, common.KEY_IMAGE_CHANNELS,
+        common.KEY_ENCODED_LABEL)
+    assert tfrecord.missing_feature_key('something else') is None
