@@ -181,8 +181,13 @@ def write_synthetic_tfrecords(folder: str, num_examples: int = 8,
 
 def input_pipeline_throughput(file_pattern: str, is_training: bool,
                               batch_size: int = 2, crop=(1025, 2049),
-                              batches: int = 20, warmup: int = 3) -> dict:
-    """Images per second out of the input pipeline, and the peak RSS."""
+                              batches: int = 20, warmup: int = 3,
+                              autoaugment_policy: str = '') -> dict:
+    """Images per second out of the input pipeline, and the peak RSS.
+
+    autoaugment_policy: training only; e.g. DeepLab2's
+      'simple_classification_policy_magnitude_scale_0.2'.
+    """
     from deeplab2.data import input_pipeline
     options = config_lib.ExperimentOptions().train_dataset_options
     options.dataset = 'cityscapes_panoptic'
@@ -194,6 +199,7 @@ def input_pipeline_throughput(file_pattern: str, is_training: bool,
         augmentations.min_scale_factor = 0.5
         augmentations.max_scale_factor = 2.0
         augmentations.scale_factor_step_size = 0.1
+        augmentations.autoaugment_policy_name = autoaugment_policy
         options.increase_small_instance_weights = True
     _reset_peak_rss()
     dataset = input_pipeline.build_dataset(options, is_training)
@@ -207,8 +213,10 @@ def input_pipeline_throughput(file_pattern: str, is_training: bool,
         next(iterator)
     elapsed = time.perf_counter() - start
     return {'mode': 'train' if is_training else 'eval',
+            'autoaugment_policy': autoaugment_policy if is_training else '',
             'batch_size': batch_size, 'crop_size': list(crop),
             'batches': batches, 'images_per_s': batches * batch_size / elapsed,
+            'device': _device_name(),
             'peak_rss_bytes': _rss_bytes('VmHWM')}
 
 

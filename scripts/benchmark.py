@@ -8,8 +8,9 @@ median over --runs timed runs after --warmup untimed ones.
     --height=513 --width=1025
   # Post-processing of a synthetic 1025x2049 prediction, batch 1 and 4:
   python scripts/benchmark.py postprocess --batch_sizes=1,4
-  # Input pipeline throughput and peak RSS, training and eval, on synthetic
-  # 1024x2048 PNG examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
+  # Input pipeline throughput and peak RSS, training (without and with
+  # DeepLab2's AutoAugment policy) and eval, on synthetic 1024x2048 PNG
+  # examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
   python scripts/benchmark.py input --batch_sizes=2
   # Training step time (batch 1, crop 257x513 by default):
   python scripts/benchmark.py train --config_file=... --config_file=...
@@ -48,6 +49,9 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 50,
                                    'eval: number of synthetic predictions.')
 
+# The policy of DeepLab2's configs that use AutoAugment.
+_AUTOAUGMENT_POLICY = 'simple_classification_policy_magnitude_scale_0.2'
+
 _BENCHMARKS = ('network', 'postprocess', 'input', 'train', 'eval', 'serve')
 
 
@@ -78,10 +82,11 @@ def main(argv):
     elif argv[1] == 'input':
         with tempfile.TemporaryDirectory() as folder:
             pattern = benchmark.write_synthetic_tfrecords(folder)
+            modes = [(True, ''), (True, _AUTOAUGMENT_POLICY), (False, '')]
             results = [benchmark.input_pipeline_throughput(
                 pattern, is_training, batch_size=size, batches=_RUNS.value * 3,
-                warmup=_WARMUP.value)
-                for is_training in (True, False) for size in batch_sizes]
+                warmup=_WARMUP.value, autoaugment_policy=policy)
+                for is_training, policy in modes for size in batch_sizes]
     else:
         results = [result for path in _CONFIG_FILES.value
                    for result in benchmark.postprocess(

@@ -64,3 +64,14 @@ def test_train_step_benchmark_times_a_step():
     result = benchmark.train_step(str(config), 65, 97, runs=1, warmup=1)
     assert result['input_shape'] == [1, 65, 97, 3]
     assert result['step']['median_s'] > 0
+
+
+def test_input_benchmark_with_autoaugment(tmp_path):
+    pattern = benchmark.write_synthetic_tfrecords(
+        str(tmp_path), num_examples=2, height=40, width=60, num_shards=1)
+    policy = 'simple_classification_policy_magnitude_scale_0.2'
+    result = benchmark.input_pipeline_throughput(
+        pattern, True, batch_size=2, crop=(33, 49), batches=2, warmup=1,
+        autoaugment_policy=policy)
+    assert result['autoaugment_policy'] == policy
+    assert result['mode'] == 'train' and result['images_per_s'] > 0

@@ -6,9 +6,9 @@ eagerly and inside `tf.data.Dataset.map`. The composition matches DeepLab2's
 
   eval:   resize_to_range (max = crop size, never upscaling unless a minimum
           is set) -> pad bottom/right to the crop size.
-  train:  optional resize_to_range -> random scale -> pad to at least the
-          crop size at a random offset -> random crop -> random left-right
-          flip.
+  train:  optional resize_to_range -> random scale -> optional AutoAugment
+          (on the image cast to uint8) -> pad to at least the crop size at a
+          random offset -> random crop -> random left-right flip.
 
 Images come out float32 RGB in [0, 255] (not normalized); padded image
 pixels are 127.5, padded label pixels are the given `ignore_label` (for
@@ -24,6 +24,8 @@ import dataclasses
 from typing import Optional, Sequence, Union
 
 import tensorflow as tf
+
+from deeplab2.data import autoaugment
 
 # The pad value of images: DeepLab2 subtracts it, pads with zeros and adds it
 # back, so padded pixels read as mid-grey (zero after `x / 127.5 - 1`).
@@ -281,7 +283,8 @@ def preprocess_image_and_label(
         resize_factor: Optional[int] = None, min_scale_factor: float = 1.0,
         max_scale_factor: float = 1.0, scale_factor_step_size: float = 0.0,
         ignore_label: Optional[int] = None, is_training: bool,
-        flip_probability: float = 0.5, seed=None, layout=None):
+        flip_probability: float = 0.5, autoaugment_policy: str = '',
+        seed=None, layout=None):
     """DeepLab2's preprocessing of one example.
 
     Args:
@@ -296,6 +299,8 @@ def preprocess_image_and_label(
       ignore_label: label pad value (panoptic: ignore * label_divisor).
       is_training: random scale/crop/flip; otherwise pad at the bottom/right.
       flip_probability: probability of a left-right flip in training.
+      autoaugment_policy: name of an AutoAugment policy applied in training
+        after the random scale ('' for none).
       seed: optional [2] integer seed for stateless, reproducible draws.
       layout: optional `TrainingLayout` replacing the random pad/crop/flip
         (to replay a known decision).
@@ -324,10 +329,18 @@ def preprocess_image_and_label(
         if label is not None:
             label = tf.ensure_shape(label, [crop_height, crop_width, 1])
         return resized_image, image, label
-    scale_seed, layout_seed = _seeds(seed, 2)
+    # A third seed leaves the first two (and so the streams of runs
+    # without AutoAugment) as they were: stateless_split's seeds are a prefix.
+    scale_seed, layout_seed, augment_seed = _seeds(seed, 3)
     scale = random_scale(min_scale_factor, max_scale_factor,
                          scale_factor_step_size, scale_seed)
     image, label = scale_image_and_label(image, label, scale)
+    if autoaugment_policy:
+        # DeepLab2 truncates the scaled image to uint8 for the photometric
+        # ops, whether or not the drawn ops then apply.
+        image = tf.cast(autoaugment.distort(
+            tf.cast(image, tf.uint8), autoaugment_policy, augment_seed),
+            tf.float32)
     if layout is None:
         layout = draw_training_layout(tf.shape(image)[:2], crop_height,
                                       crop_width, flip_probability,

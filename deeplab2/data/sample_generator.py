@@ -12,6 +12,7 @@ from typing import Optional
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2.data import autoaugment
 from deeplab2.data import preprocessing
 from deeplab2.data import targets
 
@@ -36,6 +37,7 @@ class SampleOptions:
     thing_ids: semantic ids of thing classes.
     label_divisor, ignore_label: the panoptic encoding.
     flip_probability: of a training left-right flip.
+    autoaugment_policy: AutoAugment policy name for training ('' for none).
     """
     crop_size: tuple[int, int]
     thing_ids: tuple[int, ...]
@@ -51,6 +53,16 @@ class SampleOptions:
     small_instance_threshold: int = 0
     small_instance_weight: float = 1.0
     flip_probability: float = 0.5
+    autoaugment_policy: str = ''
+
+    def __post_init__(self):
+        if self.autoaugment_policy:
+            # Fails at set-up, not inside tf.data, on a typo.
+            try:
+                autoaugment.get_policy(self.autoaugment_policy)
+            except ValueError as error:
+                raise ValueError('DatasetOptions.augmentations.'
+                                 f'autoaugment_policy_name: {error}') from None
 
     @classmethod
     def from_dataset_options(cls, dataset_options, descriptor,
@@ -59,7 +71,7 @@ class SampleOptions:
 
         Raises:
           ValueError: naming a field this implementation does not support
-            (AutoAugment, panoptic copy-paste, video frames, thing-id masks)
+            (panoptic copy-paste, video frames, thing-id masks)
             or a crop_size that is not two values.
         """
         _check_supported(dataset_options)
@@ -87,26 +99,39 @@ class SampleOptions:
                 dataset_options.small_instance_threshold if small else 0),
             small_instance_weight=(
                 dataset_options.small_instance_weight if small else 1.0),
-            flip_probability=flip_probability)
+            flip_probability=flip_probability,
+            autoaugment_policy=augmentations.autoaugment_policy_name)
+
+
+# Fields DeepLab2 uses only outside the Panoptic-DeepLab family, with what
+# the user should know. Copy-paste is kMaX-DeepLab's augmentation (none of
+# DeepLab2's Panoptic-DeepLab configs sets it) and has no DeepLab2-written
+# fixture to match its random second-image stream against.
+_UNSUPPORTED_FIELDS = {
+    'augmentations.panoptic_copy_paste.panoptic_copy_paste_scale': (
+        lambda options: (options.augmentations.panoptic_copy_paste
+                         .panoptic_copy_paste_scale > 0),
+        'panoptic copy-paste is kMaX-DeepLab\'s augmentation and is not '
+        'implemented here'),
+    'use_two_frames': (
+        lambda options: options.use_two_frames,
+        'video inputs (Motion-DeepLab / ViP-DeepLab) are not implemented '
+        'here'),
+    'use_next_frame': (
+        lambda options: options.use_next_frame,
+        'video inputs (ViP-DeepLab) are not implemented here'),
+    'thing_id_mask_annotations': (
+        lambda options: options.thing_id_mask_annotations,
+        'thing-id masks feed MaX-DeepLab, which is not implemented here'),
+}
 
 
 def _check_supported(dataset_options) -> None:
-    augmentations = dataset_options.augmentations
-    unsupported = {
-        'augmentations.autoaugment_policy_name':
-            augmentations.autoaugment_policy_name,
-        'augmentations.panoptic_copy_paste.panoptic_copy_paste_scale':
-            augmentations.panoptic_copy_paste.panoptic_copy_paste_scale > 0,
-        'use_two_frames': dataset_options.use_two_frames,
-        'use_next_frame': dataset_options.use_next_frame,
-        'thing_id_mask_annotations':
-            dataset_options.thing_id_mask_annotations,
-    }
-    for field, is_set in unsupported.items():
-        if is_set:
+    for field, (is_set, reason) in _UNSUPPORTED_FIELDS.items():
+        if is_set(dataset_options):
             raise ValueError(
-                f'DatasetOptions.{field} is not supported yet; remove it '
-                'from the config.')
+                f'DatasetOptions.{field} is not supported: {reason}. Remove '
+                'it from the config.')
 
 
 def preprocess(decoded: dict, options: SampleOptions, is_training: bool,
@@ -128,7 +153,8 @@ def preprocess(decoded: dict, options: SampleOptions, is_training: bool,
         scale_factor_step_size=options.scale_factor_step_size,
         ignore_label=options.ignore_label * options.label_divisor,
         is_training=is_training, flip_probability=options.flip_probability,
-        seed=seed, layout=layout)
+        autoaugment_policy=options.autoaugment_policy, seed=seed,
+        layout=layout)
     if label is not None:
         label = label[..., 0]
     return resized_image, image, label

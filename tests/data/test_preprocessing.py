@@ -158,3 +158,56 @@ def test_training_in_tf_data_with_random_scale():
         # Labels are only moved or padded, never interpolated.
         values = set(np.unique(out_label.numpy())) - {IGNORE}
         assert values <= set(range(30 * 40))
+
+
+def _possible_autoaugment_outputs(image, policy_name):
+    """Every image a sub-policy of the policy can give (each op on or off)."""
+    from deeplab2.data import autoaugment
+    outputs = []
+    for sub_policy in autoaugment.get_policy(policy_name):
+        for mask in range(4):
+            chosen = [op for bit, op in enumerate(sub_policy)
+                      if mask >> bit & 1]
+            outputs.append(autoaugment.apply_sub_policy(
+                tf.constant(image), chosen).numpy())
+    return outputs
+
+
+def test_autoaugment_applies_after_scale_and_before_pad_labels_untouched():
+    rng = np.random.default_rng(5)
+    image = tf.constant(rng.integers(0, 256, [8, 12, 3]), tf.uint8)
+    label = tf.constant(rng.integers(0, 50, [8, 12, 1]), tf.int32)
+    policy = 'simple_classification_policy'
+    # Scale 1.5 makes fractional pixels; the crop (15x20 from 12x18) pads.
+    kwargs = dict(crop_height=15, crop_width=20, min_scale_factor=1.5,
+                  max_scale_factor=1.5, ignore_label=IGNORE, is_training=True,
+                  flip_probability=0.0)
+    scaled, _ = preprocessing.scale_image_and_label(
+        tf.cast(image, tf.float32), label, 1.5)
+    candidates = _possible_autoaugment_outputs(
+        tf.cast(scaled, tf.uint8), policy)
+    sub_policies_seen = set()
+    for index in range(12):
+        seed = [7, index]
+        _, plain, plain_label = preprocessing.preprocess_image_and_label(
+            image, label, seed=seed, **kwargs)
+        _, out, out_label = preprocessing.preprocess_image_and_label(
+            image, label, seed=seed, autoaugment_policy=policy, **kwargs)
+        # The same seed gives the same layout: labels are untouched.
+        np.testing.assert_array_equal(out_label, plain_label)
+        pad = out_label.numpy()[..., 0] == IGNORE
+        # Padding comes after AutoAugment: pad pixels stay 127.5.
+        assert pad.any() and np.all(out.numpy()[pad] == 127.5)
+        # The scaled image was truncated to uint8 before the ops ran.
+        assert np.any(plain.numpy()[~pad] % 1 != 0)
+        assert np.all(out.numpy()[~pad] % 1 == 0)
+        # Locate the content in the crop; it is one of the policy's outputs.
+        rows, cols = np.nonzero(~pad)
+        content = out.numpy()[rows.min():rows.max() + 1,
+                              cols.min():cols.max() + 1].astype(np.uint8)
+        matches = [i for i, c in enumerate(candidates)
+                   if np.array_equal(content, c)]
+        assert matches, seed
+        sub_policies_seen.add(matches[0] // 4)
+    # The draws cover several sub-policies.
+    assert len(sub_policies_seen) >= 2

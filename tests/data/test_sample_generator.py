@@ -197,17 +197,32 @@ def test_options_from_dataset_options():
 
 
 @pytest.mark.parametrize('text,field', [
-    ('augmentations { autoaugment_policy_name: "simple_classification_policy" }',
-     'autoaugment_policy_name'),
     ('augmentations { panoptic_copy_paste { panoptic_copy_paste_scale: 1 } }',
      'panoptic_copy_paste'),
     ('use_two_frames: true', 'use_two_frames'),
+    ('use_next_frame: true', 'use_next_frame'),
     ('thing_id_mask_annotations: true', 'thing_id_mask_annotations'),
 ])
 def test_unsupported_options_are_named(text, field):
     proto = _dataset_options('crop_size: 5 crop_size: 5 ' + text)
-    with pytest.raises(ValueError, match=f'{field}.*not supported yet'):
+    with pytest.raises(ValueError, match=f'{field}.*not supported: .*'
+                       'not implemented here'):
         sample_generator.SampleOptions.from_dataset_options(proto, CITYSCAPES)
+
+
+def test_autoaugment_policy_is_read_and_checked_at_set_up():
+    name = 'simple_classification_policy_magnitude_scale_0.2'
+    options = sample_generator.SampleOptions.from_dataset_options(
+        _dataset_options('crop_size: 5 crop_size: 5 augmentations { '
+                         f'autoaugment_policy_name: "{name}" }}'),
+        CITYSCAPES)
+    assert options.autoaugment_policy == name
+    with pytest.raises(ValueError, match='autoaugment_policy_name: Unknown '
+                       'AutoAugment policy .*simple_classification_policy'):
+        sample_generator.SampleOptions.from_dataset_options(
+            _dataset_options('crop_size: 5 crop_size: 5 augmentations { '
+                             'autoaugment_policy_name: "imagenet" }'),
+            CITYSCAPES)
 
 
 def test_bad_crop_size_is_named():
