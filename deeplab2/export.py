@@ -23,12 +23,15 @@ and cannot convert integer segment max/min at all (tf2onnx 1.17). Run
 SavedModel.
 
 Every format is written under a temporary name next to `output_path` and
-renamed at the end: a failed export leaves nothing at `output_path`.
+renamed at the end: a failed export leaves nothing at `output_path`, and the
+next export to that path removes what a killed one left. Overwriting
+replaces a file, an empty folder or a SavedModel, never another folder.
 """
 
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 import uuid
@@ -327,7 +330,8 @@ def export_model(config, model, output_path, export_format='saved_model',
 
     Raises:
       ValueError: unknown format.
-      FileExistsError: output_path exists and overwrite is False.
+      FileExistsError: output_path exists and overwrite is False, or it is
+        a non-empty folder that is not a SavedModel.
     """
     if export_format not in FORMATS:
         raise ValueError(f'Unknown export format {export_format!r}; choose '
@@ -336,12 +340,13 @@ def export_model(config, model, output_path, export_format='saved_model',
     if output_path.exists() and not overwrite:
         raise FileExistsError(f'{output_path} exists; remove it or pass '
                               'overwrite=True (--overwrite).')
+    _check_replaceable(output_path)
     options = _format_options(export_format, options)
     module = ServingModule(model, build_predict_fn(config, model, options),
                            options.input_size)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_path.parent / (
-        f'.{output_path.name}.tmp-{uuid.uuid4().hex}')
+    _remove_stale_staging(output_path, _NEW)
+    staging = _staging_path(output_path, _NEW)
     try:
         if export_format == 'saved_model':
             save_serving_module(module, staging)
@@ -354,6 +359,9 @@ def export_model(config, model, output_path, export_format='saved_model',
         _replace(staging, output_path)
     finally:
         _remove(staging)
+    # Only now: until a new export is in place, an old one moved aside by an
+    # interrupted replacement may be the only copy.
+    _remove_stale_staging(output_path, _OLD)
     return str(output_path)
 
 
@@ -373,13 +381,54 @@ def _format_options(export_format: str, options: ExportOptions
     return dataclasses.replace(options, with_postprocessing=False)
 
 
+# Staging names next to output_path: `.<name>.tmp-<uuid hex>` for the export
+# being written, `.<name>.old-<uuid hex>` for the output it replaces.
+_NEW, _OLD = 'tmp', 'old'
+
+# What tf.saved_model.save writes: a folder holding one of these is ours to
+# replace (with --overwrite).
+_SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
+
+
+def _staging_path(output_path: pathlib.Path, kind: str) -> pathlib.Path:
+    name = f'.{output_path.name}.{kind}-{uuid.uuid4().hex}'
+    return output_path.parent / name
+
+
+def _remove_stale_staging(output_path: pathlib.Path, kind: str):
+    """Deletes `kind` staging folders or files that killed exports to
+    output_path left (only our names for this output path)."""
+    pattern = re.compile(rf'\.{re.escape(output_path.name)}\.{kind}-'
+                         r'[0-9a-f]{32}')
+    for path in output_path.parent.iterdir():
+        if pattern.fullmatch(path.name):
+            logging.info('Removing %s, left by an interrupted export.', path)
+            _remove(path)
+
+
+def _check_replaceable(output_path: pathlib.Path):
+    """Refuses to let an export replace a folder that holds something else.
+
+    --overwrite is meant for an earlier export; a typo in --output_path must
+    not delete, say, a dataset. An empty folder or a SavedModel can go.
+    """
+    if not output_path.is_dir() or not any(output_path.iterdir()):
+        return
+    if any((output_path / name).is_file() for name in _SAVED_MODEL_FILES):
+        return
+    raise FileExistsError(
+        f'{output_path} is a folder that is not a SavedModel (it has no '
+        'saved_model.pb); --overwrite replaces only an earlier export or an '
+        'empty folder. Remove it yourself or choose another --output_path.')
+
+
 def _replace(staging: pathlib.Path, output_path: pathlib.Path):
     """Moves staging to output_path; an existing output is moved aside
     first and deleted only once the new one is in place."""
     if not output_path.exists():
         os.replace(staging, output_path)
         return
-    old = output_path.parent / f'.{output_path.name}.old-{uuid.uuid4().hex}'
+    old = _staging_path(output_path, _OLD)
     os.replace(output_path, old)
     try:
         os.replace(staging, output_path)

@@ -8,10 +8,9 @@ gtFine/cityscapes_panoptic_<split>_trainId.json is missing. Rerunning after
 an interruption keeps the shards already written.
 """
 
-import sys
-
-from absl import app
 from absl import flags
+
+from deeplab2 import cli  # first: it quiets TensorFlow's start-up
 
 _CITYSCAPES_ROOT = flags.DEFINE_string(
     'cityscapes_root', None, 'Folder holding leftImg8bit/ and gtFine/.',
@@ -24,8 +23,9 @@ _CREATE_PANOPTIC_DATA = flags.DEFINE_boolean(
 _TREAT_CROWD_AS_IGNORE = flags.DEFINE_boolean(
     'treat_crowd_as_ignore', True, 'Crowd regions become void (255000).')
 _NUM_SHARDS = flags.DEFINE_integer('num_shards', 10, 'Shards per split.')
-_SPLITS = flags.DEFINE_list('splits', ['train', 'val', 'test'],
-                            'Splits to convert.')
+_SPLITS = flags.DEFINE_list(
+    'splits', None, 'Splits to convert; default: those of train, val and '
+    'test found under leftImg8bit/ (the absent ones are logged).')
 _NUM_WORKERS = flags.DEFINE_integer(
     'num_workers', None, 'Worker processes; default: one per CPU.')
 
@@ -46,4 +46,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    cli.run(main)

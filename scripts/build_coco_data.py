@@ -8,10 +8,9 @@ Expects <coco_root>/{train,val}2017/*.jpg and
 an interruption keeps the shards already written.
 """
 
-import sys
-
-from absl import app
 from absl import flags
+
+from deeplab2 import cli  # first: it quiets TensorFlow's start-up
 
 _COCO_ROOT = flags.DEFINE_string(
     'coco_root', None, 'Folder holding <split>2017/ and annotations/.',
@@ -43,4 +42,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    cli.run(main)

@@ -7,13 +7,9 @@ of `model.checkpoint_items`, no conversion code needed).
     --output=/ckpt/converted/ckpt
 """
 
-import sys
-
-from absl import app
 from absl import flags
 
-from deeplab2 import compat
-from deeplab2 import config as config_lib
+from deeplab2 import cli  # first: it quiets TensorFlow's start-up
 
 _CONFIG_FILE = flags.DEFINE_string('config_file', None,
                                    'Config the checkpoint was trained with.',
@@ -28,6 +24,10 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Output checkpoint prefix.',
 
 def main(argv):
     del argv
+    # Imported here, not at the top: TensorFlow loads in cli.run, quietly,
+    # once the flags are parsed (so --help does not load it).
+    from deeplab2 import compat
+    from deeplab2 import config as config_lib
     config = config_lib.load_config(_CONFIG_FILE.value, _CONFIG_OVERRIDE.value)
     summary = compat.convert_checkpoint(config, _INPUT.value, _OUTPUT.value,
                                         expected=_CONFIG_FILE.value)
@@ -37,4 +37,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    cli.run(main)

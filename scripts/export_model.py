@@ -12,10 +12,10 @@ the raw network outputs with --include_network_outputs). TFLite and ONNX
 hold the network outputs only. See deeplab2/export.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
+
+from deeplab2 import cli  # first: it quiets TensorFlow's start-up
 
 _CONFIG_FILE = flags.DEFINE_string('config_file', None,
                                    'Config the checkpoint was trained with.',
@@ -84,4 +84,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    cli.run(main)

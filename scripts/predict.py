@@ -17,7 +17,7 @@ import sys
 from absl import app
 from absl import flags
 
-from deeplab2 import predict
+from deeplab2 import cli  # first: it quiets TensorFlow's start-up
 
 _CONFIG_FILE = flags.DEFINE_string(
     'config_file', None,
@@ -44,17 +44,17 @@ def main(argv):
     if bool(_CHECKPOINT_PATH.value) == bool(_SAVED_MODEL.value):
         raise app.UsageError(
             'Give exactly one of --checkpoint_path and --saved_model.')
-    try:
-        result = predict.run(
-            _CONFIG_FILE.value, _INPUT.value, _OUTPUT_DIR.value,
-            checkpoint_path=_CHECKPOINT_PATH.value,
-            saved_model=_SAVED_MODEL.value,
-            config_overrides=_CONFIG_OVERRIDE.value)
-    except (OSError, ValueError) as error:
-        # Bad paths, configs, checkpoints, an unwritable output folder: the
-        # message names the culprit. Files already written stay.
-        print(f'Error: {error}', file=sys.stderr)
-        return 2
+    # Imported here, not at the top: TensorFlow loads in cli.run, quietly,
+    # once the flags are parsed (so --help does not load it). Bad paths,
+    # configs, checkpoints, an unwritable output folder raise errors naming
+    # the culprit, which cli.run prints (status 2); files already written
+    # stay.
+    from deeplab2 import predict
+    result = predict.run(
+        _CONFIG_FILE.value, _INPUT.value, _OUTPUT_DIR.value,
+        checkpoint_path=_CHECKPOINT_PATH.value,
+        saved_model=_SAVED_MODEL.value,
+        config_overrides=_CONFIG_OVERRIDE.value)
     print(f'Wrote predictions for {_count(result.written, "image")} to '
           f'{_OUTPUT_DIR.value}', file=sys.stderr)
     if result.skipped:
@@ -71,4 +71,4 @@ def _count(items, noun: str) -> str:
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    cli.run(main)

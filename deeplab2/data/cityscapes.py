@@ -33,6 +33,7 @@ _LABEL_FOLDER = 'gtFine'
 _IMAGE_SUFFIX = '_leftImg8bit.png'
 _SEMANTIC_SUFFIX = '_gtFine_labelTrainIds.png'
 _UNLABELED_SPLITS = ('test',)
+SPLITS = ('train', 'val', 'test')
 
 shard_name = sharded_writer.shard_name
 
@@ -49,6 +50,38 @@ def _image_paths(cityscapes_root: str, split: str) -> list[str]:
         raise FileNotFoundError(
             f'No *{_IMAGE_SUFFIX} images in {split_folder}/<city>/.')
     return paths
+
+
+def resolve_splits(cityscapes_root: str,
+                   splits: Optional[Iterable[str]] = None) -> list[str]:
+    """The splits to convert: `splits`, each checked to be there, or (None)
+    those of train, val, test found under leftImg8bit/.
+
+    Many copies of Cityscapes have no test split, so by default an absent
+    split is logged, not an error; a split asked for by name must exist.
+    """
+    image_root = os.path.join(cityscapes_root, _IMAGE_FOLDER)
+    present = [split for split in SPLITS
+               if os.path.isdir(os.path.join(image_root, split))]
+    if splits is None:
+        if not present:
+            raise FileNotFoundError(
+                f'No Cityscapes split found: {image_root} has none of '
+                f'{", ".join(f"{split}/" for split in SPLITS)}.')
+        absent = [split for split in SPLITS if split not in present]
+        if absent:
+            logging.warning('Converting %s: %s has no %s split.',
+                            ', '.join(present), image_root,
+                            ', '.join(absent))
+        return present
+    splits = list(splits)
+    for split in splits:
+        if not os.path.isdir(os.path.join(image_root, split)):
+            raise FileNotFoundError(
+                f'Split {split!r} was asked for (--splits) but '
+                f'{os.path.join(image_root, split)} does not exist; the '
+                f'splits found are: {", ".join(present) or "none"}.')
+    return splits
 
 
 def _image_name(image_path: str) -> str:
@@ -135,7 +168,7 @@ def _to_example(prepared: cityscapes_labels.PreparedExample) -> bytes:
 
 def convert_cityscapes(cityscapes_root: str,
                        output_dir: str,
-                       splits: Iterable[str] = ('train', 'val'),
+                       splits: Optional[Iterable[str]] = None,
                        create_panoptic_data: bool = True,
                        treat_crowd_as_ignore: bool = True,
                        num_shards: int = 10,
@@ -146,7 +179,8 @@ def convert_cityscapes(cityscapes_root: str,
     Args:
       cityscapes_root: folder holding leftImg8bit/ and gtFine/.
       output_dir: where the shards go (created if needed).
-      splits: split names; 'test' is written without labels.
+      splits: split names; 'test' is written without labels. None: those
+        of train, val and test present (see `resolve_splits`).
       create_panoptic_data: raw int32 panoptic labels (True) or the
         labelTrainIds PNGs as semantic labels (False).
       treat_crowd_as_ignore: crowd regions become void (255000) instead of
@@ -163,12 +197,12 @@ def convert_cityscapes(cityscapes_root: str,
     """
     if num_shards < 1:
         raise ValueError(f'num_shards must be positive, got {num_shards}.')
-    os.makedirs(output_dir, exist_ok=True)
     # Every split is checked before anything is written.
     jobs_by_split = {split: _split_jobs(cityscapes_root, split,
                                         create_panoptic_data,
                                         treat_crowd_as_ignore)
-                     for split in splits}
+                     for split in resolve_splits(cityscapes_root, splits)}
+    os.makedirs(output_dir, exist_ok=True)
     # Looked up here, not bound at import, so that tests can replace it.
     return sharded_writer.write_splits(
         jobs_by_split, output_dir, num_shards,

@@ -11,6 +11,8 @@ run(config, mode, model_dir, strategy) is what the CLI calls:
 import dataclasses
 import json
 import os
+import re
+import shutil
 import sys
 import time
 
@@ -20,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab2 import compat
+from deeplab2 import files
 from deeplab2 import loss as loss_lib
 from deeplab2.data import datasets
 from deeplab2.data import input_pipeline
@@ -32,6 +35,17 @@ from deeplab2.trainer import schedules
 from deeplab2.trainer import trainer as trainer_lib
 
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+
+CHECKPOINT_NAME = 'ckpt'
+TRAIN_LOG = 'train_log.jsonl'
+
+# What a save killed half way leaves in model_dir: TensorFlow stages a
+# sharded save in `<prefix>_temp/` before merging it into `<prefix>.index`,
+# and writes the `checkpoint` state file via `checkpoint.tmp<uuid hex>`.
+_STALE_CHECKPOINT_TEMPORARIES = (
+    re.compile(rf'{CHECKPOINT_NAME}-\d+_temp'),
+    re.compile(r'checkpoint\.tmp[0-9a-f]{32}'),
+)
 
 
 @dataclasses.dataclass
@@ -61,7 +75,12 @@ def run(config, mode: str, model_dir: str,
         return _evaluate(config, session, strategy, model_dir)
     if mode == 'continuous_eval':
         return _continuous_eval(config, session, strategy, model_dir)
+    # Only training writes checkpoints: an evaluator watching the same
+    # model_dir must not touch a save in progress.
+    _remove_stale_checkpoint_temporaries(model_dir)
     _restore_or_initialize(config, session)
+    _drop_log_lines_after(os.path.join(model_dir, TRAIN_LOG),
+                          int(session.global_step.numpy()))
     return _train(config, session, strategy, model_dir, seed,
                   evaluate=mode == 'train_and_eval',
                   log_every_steps=log_every_steps)
@@ -85,7 +104,7 @@ def _build_session(config, model_dir, strategy, seed) -> _Session:
                                          training_noise=noise,
                                          **model.checkpoint_items)
         manager = tf.train.CheckpointManager(
-            checkpoint, model_dir,
+            checkpoint, model_dir, checkpoint_name=CHECKPOINT_NAME,
             max_to_keep=trainer_options.num_checkpoints_to_keep)
     return _Session(model, optimizer, global_step, manager)
 
@@ -105,6 +124,56 @@ def _restore_or_initialize(config, session):
             session.model, config.model_options)
         if summary is not None:
             logging.info('%s', summary)
+
+
+def _remove_stale_checkpoint_temporaries(model_dir):
+    """Deletes what checkpoint saves killed half way left in model_dir
+    (only TensorFlow's temporary names, only at the top of model_dir)."""
+    for name in os.listdir(model_dir):
+        if not any(pattern.fullmatch(name)
+                   for pattern in _STALE_CHECKPOINT_TEMPORARIES):
+            continue
+        path = os.path.join(model_dir, name)
+        logging.info('Removing %s, left by an interrupted checkpoint save.',
+                     path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def _drop_log_lines_after(log_path, step):
+    """Keeps the train log's lines up to `step`, the restored checkpoint.
+
+    A run killed after its last checkpoint logged steps that the resumed run
+    trains (and logs) again; a kill while appending can also leave a torn
+    last line. Both go, so that every step is logged once. The file is
+    rewritten atomically: a kill now loses nothing.
+    """
+    if not os.path.exists(log_path):
+        return
+    with open(log_path) as f:
+        lines = f.read().splitlines()
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if len(kept) == len(lines):
+        return
+    logging.info('Dropping %d lines past step %d from %s.',
+                 len(lines) - len(kept), step, log_path)
+
+    def write(path):
+        with open(path, 'w') as f:
+            f.writelines(line + '\n' for line in kept)
+
+    files.write_atomically(log_path, write)
+
+
+def _logged_step(line) -> float:
+    """The step of a train log line; infinity for a torn line (unreadable
+    lines come only from a kill while appending, after the last save)."""
+    try:
+        return json.loads(line)['step']
+    except (ValueError, KeyError, TypeError):
+        return float('inf')
 
 
 def _train(config, session, strategy, model_dir, seed, evaluate,
@@ -153,7 +222,7 @@ def _train(config, session, strategy, model_dir, seed, evaluate,
         images_per_s = num_steps * dataset_options.batch_size / elapsed
         _log_progress(step, total_steps, losses, learning_rate, images_per_s,
                       started, start_step)
-        with open(os.path.join(model_dir, 'train_log.jsonl'), 'a') as f:
+        with open(os.path.join(model_dir, TRAIN_LOG), 'a') as f:
             f.write(json.dumps({'step': step, 'learning_rate': learning_rate,
                                 **losses}) + '\n')
         if step % trainer_options.save_summaries_steps == 0 or (

@@ -11,11 +11,11 @@ workers -> MultiWorkerMirroredStrategy; --num_gpus > 1 -> MirroredStrategy;
 
 import json
 import os
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from deeplab2 import cli  # first: it quiets TensorFlow's start-up
 
 _CONFIG_FILE = flags.DEFINE_string('config_file', None,
                                    'Experiment config (textproto).',
@@ -76,4 +76,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    cli.run(main)

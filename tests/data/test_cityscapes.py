@@ -3,8 +3,10 @@ with the fixture shards), resumes after an interruption, and names the bad
 file when input is wrong."""
 
 import json
+import logging
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -144,7 +146,32 @@ def test_missing_image_folder_is_named(mini_root, tmp_path):
     shutil.rmtree(mini_root / 'leftImg8bit' / 'val')
     with pytest.raises(FileNotFoundError, match='leftImg8bit/val'):
         cityscapes.convert_cityscapes(str(mini_root), str(tmp_path / 'out'),
-                                      num_workers=1)
+                                      splits=('train', 'val'), num_workers=1)
+
+
+def test_default_splits_are_those_present_and_absent_ones_are_logged(
+        mini_root, tmp_path, caplog):
+    shutil.rmtree(mini_root / 'leftImg8bit' / 'val')  # the fixture has no test
+    with caplog.at_level(logging.WARNING):
+        shard_paths = cityscapes.convert_cityscapes(
+            str(mini_root), str(tmp_path / 'out'), num_shards=1,
+            num_workers=1, show_progress=False)
+    assert sorted(shard_paths) == ['train']
+    assert f'{mini_root / "leftImg8bit"} has no val, test split' in (
+        caplog.text)
+
+
+def test_a_requested_missing_split_names_it_and_the_flag(fixtures_dir,
+                                                         tmp_path):
+    # Fails before writing anything, so the fixture is read in place.
+    root = fixtures_dir / 'data' / 'cityscapes_mini'
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "Split 'test' was asked for (--splits) but "
+            f"{root / 'leftImg8bit' / 'test'} does not exist; the splits "
+            'found are: train, val.')):
+        cityscapes.convert_cityscapes(str(root), str(tmp_path / 'out'),
+                                      splits=('train', 'test'))
+    assert not (tmp_path / 'out').exists()
 
 
 def test_corrupt_png_is_named(mini_root, tmp_path):

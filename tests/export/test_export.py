@@ -5,6 +5,7 @@ input checks, atomic writes; TFLite and ONNX network outputs."""
 import io
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -250,16 +251,48 @@ def test_failed_export_leaves_nothing(narrow, tmp_path, monkeypatch):
 def test_existing_output_is_kept_unless_overwrite(narrow, tmp_path):
     target = tmp_path / 'exported'
     target.mkdir()
-    (target / 'mine.txt').write_text('keep')
+    (target / 'saved_model.pb').write_bytes(b'an earlier export')
     with pytest.raises(FileExistsError, match='exported exists'):
         export.export_model(narrow.config, narrow.model, target)
-    assert (target / 'mine.txt').read_text() == 'keep'
+    assert (target / 'saved_model.pb').read_bytes() == b'an earlier export'
     options = export.ExportOptions(with_postprocessing=False)
     export.export_model(narrow.config, narrow.model, target, options=options,
                         overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['exported']
-    assert (target / 'saved_model.pb').exists()
-    assert not (target / 'mine.txt').exists()
+    assert (target / 'saved_model.pb').read_bytes() != b'an earlier export'
+    assert (target / 'variables').is_dir()
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_export(narrow, tmp_path):
+    target = tmp_path / 'photos'
+    target.mkdir()
+    (target / 'mine.jpg').write_bytes(b'keep')
+    with pytest.raises(FileExistsError, match=re.escape(
+            f'{target} is a folder that is not a SavedModel')):
+        export.export_model(narrow.config, narrow.model, target,
+                            overwrite=True)
+    assert (target / 'mine.jpg').read_bytes() == b'keep'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['photos']
+    (tmp_path / 'empty').mkdir()
+    export._check_replaceable(tmp_path / 'empty')  # may be replaced
+
+
+def test_next_export_removes_what_a_killed_export_left(narrow, tmp_path):
+    stale = [tmp_path / f'.exported.tmp-{"ab" * 16}',
+             tmp_path / f'.exported.old-{"cd" * 16}']
+    for folder in stale:
+        folder.mkdir()
+        (folder / 'saved_model.pb').write_bytes(b'partial')
+    # Not our staging names for this output path: kept.
+    kept = [f'.exported.tmp-{"ab" * 15}', f'.other.tmp-{"ab" * 16}',
+            f'exported.tmp-{"ab" * 16}']
+    for name in kept:
+        (tmp_path / name).mkdir()
+    options = export.ExportOptions(with_postprocessing=False)
+    export.export_model(narrow.config, narrow.model, tmp_path / 'exported',
+                        options=options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        kept + ['exported'])
 
 
 def test_fixed_input_size_is_in_the_signature(narrow):

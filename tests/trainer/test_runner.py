@@ -79,8 +79,11 @@ def test_train_and_eval_writes_checkpoints_summaries_and_metrics(
 
 
 def _train_command(model_dir, shards, steps):
+    # With AutoAugment: its draws must also continue the seeded stream.
     overrides = [f'--config_override={o}'
-                 for o in _tiny_overrides(shards, steps=steps, every=2)]
+                 for o in _tiny_overrides(shards, steps=steps, every=2) + [
+                     'train_dataset_options.augmentations.'
+                     'autoaugment_policy_name=simple_classification_policy']]
     return [sys.executable, '-m', 'deeplab2.trainer.train',
             f'--config_file={DEMO_CONFIG}', '--mode=train',
             f'--model_dir={model_dir}', '--seed=3', *overrides]
@@ -112,10 +115,50 @@ def test_resume_after_sigkill_continues_the_same_run(demo_tfrecords,
     # uninterrupted run's: same data stream and same dropout draws.
     expected, resumed = _losses(straight), _losses(killed)
     assert sorted(resumed) == sorted(expected) == list(range(1, total + 1))
+    # Once each: the killed run's steps after ckpt-4 were dropped on resume.
+    assert [json.loads(line)['step'] for line in
+            (killed / 'train_log.jsonl').read_text().splitlines()] == list(
+                range(1, total + 1))
     for step in expected:
         assert resumed[step]['total_loss'] == pytest.approx(
             expected[step]['total_loss'], rel=1e-5), step
     assert tf.train.latest_checkpoint(str(killed)).endswith(f'ckpt-{total}')
+
+
+def test_resume_removes_stale_save_temporaries_and_later_log_lines(
+        demo_tfrecords, tmp_path):
+    model_dir, elsewhere = tmp_path / 'run', tmp_path / 'other_run'
+    # training_number_of_steps = the checkpoint's step: the resumed run only
+    # tidies up (cheap); the SIGKILL test above covers replayed steps.
+    config = config_lib.load_config(
+        DEMO_CONFIG, _tiny_overrides(demo_tfrecords, steps=2, every=2))
+    # What a run killed after saving ckpt-2 leaves: ckpt-2, steps 1 to 4
+    # logged, a torn last line and the staging folder of an unfinished save
+    # (ckpt-2 is written directly: no need to train for it).
+    session = runner._build_session(config, str(model_dir),
+                                    tf.distribute.get_strategy(), seed=0)
+    session.global_step.assign(2)
+    session.manager.save(checkpoint_number=2)
+    with open(model_dir / runner.TRAIN_LOG, 'a') as log:
+        for step in (1, 2, 3, 4):
+            log.write(json.dumps({'step': step, 'total_loss': 1.0}) + '\n')
+        log.write('{"step": 5, "total_lo')
+    stale = [model_dir / 'ckpt-3_temp',
+             model_dir / ('checkpoint.tmp' + '0123456789abcdef' * 2)]
+    stale[0].mkdir()
+    (stale[0] / 'part-00000-of-00001.data-00000-of-00001').write_bytes(b'x')
+    stale[1].write_text('partial')
+    # Not TensorFlow's temporaries of this model_dir: kept.
+    kept = [model_dir / 'notes_temp', elsewhere / 'ckpt-3_temp']
+    for folder in kept:
+        folder.mkdir(parents=True)
+    runner.run(config, 'train', str(model_dir), seed=0)
+    assert not any(path.exists() for path in stale)
+    assert all(path.is_dir() for path in kept)
+    assert (model_dir / runner.TRAIN_LOG).read_text() == ''.join(
+        json.dumps({'step': step, 'total_loss': 1.0}) + '\n'
+        for step in (1, 2))
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-2')
 
 
 def test_non_finite_loss_names_step_and_term():
@@ -131,9 +174,7 @@ def test_fine_tunes_from_a_deeplab2_checkpoint(demo_tfrecords, tmp_path,
     folder = fixtures_dir / 'deeplab2' / name
     overrides = [o for o in _tiny_overrides(demo_tfrecords, steps=1)
                  if 'width_multiplier' not in o] + [
-        f'model_options.initial_checkpoint={folder / "train_ckpt"}',
-        # AutoAugment (in the MobileNet configs) is not supported yet.
-        'train_dataset_options.augmentations.autoaugment_policy_name=']
+        f'model_options.initial_checkpoint={folder / "train_ckpt"}']
     config = config_lib.load_config(folder / f'{name}.textproto', overrides)
     config.train_dataset_options.dataset = 'demo'
     config.eval_dataset_options.dataset = 'demo'
