@@ -7,3 +7,4 @@ from deeplab2.compat.checkpoint import convert_checkpoint
 from deeplab2.compat.checkpoint import restore_checkpoint
 from deeplab2.compat.checkpoint import restore_initial_checkpoint
 from deeplab2.compat.checkpoint import save_model_checkpoint
+from deeplab2.compat.checkpoint import unreadable_is_corrupt

@@ -106,7 +106,7 @@ def restore_checkpoint(model, path, *,
         `.data-*` or a damaged `.index`); the model is left unchanged.
     """
     with _checkpoint_prefix(path) as prefix:
-        with _unreadable_is_corrupt(prefix):
+        with unreadable_is_corrupt(prefix):
             reader = tf.train.load_checkpoint(prefix)
             shapes = reader.get_variable_to_shape_map()
             variables = naming.variable_keys(model.checkpoint_items)
@@ -122,7 +122,7 @@ def restore_checkpoint(model, path, *,
             restore_instance_last_layer, expected)
         # Every value is read before any is assigned, so that a file cut
         # short half-way leaves the model as it was, not half restored.
-        with _unreadable_is_corrupt(prefix):
+        with unreadable_is_corrupt(prefix):
             values = [reader.get_tensor(stored_as.get(source, source))
                       for source, _ in plan]
     for (_, our_key), value in zip(plan, values):
@@ -133,7 +133,7 @@ def restore_checkpoint(model, path, *,
 
 
 @contextlib.contextmanager
-def _unreadable_is_corrupt(prefix: str):
+def unreadable_is_corrupt(prefix: str):
     """Turns what TF's checkpoint reader raises for damaged files (an
     OpError such as DataLossError or NotFoundError, IndexError "Read less
     bytes than requested" for a cut `.data-*`, DecodeError for a damaged

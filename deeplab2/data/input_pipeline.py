@@ -9,6 +9,7 @@ shuffles 1000 serialized Cityscapes records (~11.5 MB each, >10 GB), while
 shuffling the shard order plus a small buffer mixes well at a fraction of it.
 """
 
+import contextlib
 import glob
 import os
 
@@ -141,17 +142,28 @@ def iterate(dataset: tf.data.Dataset, files):
     `explain_read_error`)."""
     iterator = iter(dataset)
     while True:
-        try:
-            element = next(iterator)
-        except StopIteration:
-            return
-        except (tf.errors.DataLossError,
-                tf.errors.InvalidArgumentError) as error:
-            explained = explain_read_error(error, files)
-            if explained is None:
-                raise
-            raise explained from error
+        with explained_read_errors(files):
+            try:
+                element = next(iterator)
+            except StopIteration:
+                return
         yield element
+
+
+@contextlib.contextmanager
+def explained_read_errors(files):
+    """Re-raises a tf.data read failure in the block (a DataLossError, or
+    the InvalidArgumentError of a missing feature) as the CorruptDataError
+    naming the files among `files`; other errors pass unchanged. For loops
+    that iterate inside a tf.function (training, evaluation)."""
+    try:
+        yield
+    except (tf.errors.DataLossError,
+            tf.errors.InvalidArgumentError) as error:
+        explained = explain_read_error(error, files)
+        if explained is None:
+            raise
+        raise explained from error
 
 
 def explain_read_error(error: tf.errors.OpError,

@@ -3,7 +3,8 @@
 run(config, mode, model_dir, strategy) is what the CLI calls:
   train            train to training_number_of_steps
   eval             evaluate the latest checkpoint once
-  train_and_eval   train, evaluating every eval_interval steps and at the end
+  train_and_eval   train, evaluating every eval_interval steps (0: never
+                   before) and at the end
   continuous_eval  evaluate each new checkpoint until none arrives for
                    continuous_eval_timeout seconds
 """
@@ -112,10 +113,17 @@ def _build_session(config, model_dir, strategy, seed) -> _Session:
 def _restore_latest(session) -> bool:
     latest = session.manager.latest_checkpoint
     if latest:
-        session.manager.checkpoint.read(latest).expect_partial()
+        _read_checkpoint(session, latest)
         logging.info('Restored %s (step %d).', latest,
                      int(session.global_step.numpy()))
     return bool(latest)
+
+
+def _read_checkpoint(session, path):
+    """Restores the whole training state; a damaged checkpoint is one
+    CorruptCheckpointError naming it."""
+    with compat.unreadable_is_corrupt(path):
+        session.manager.checkpoint.read(path).expect_partial()
 
 
 def _restore_or_initialize(config, session):
@@ -208,12 +216,8 @@ def _train(config, session, strategy, model_dir, seed, evaluate,
         num_steps = _steps_to_next_boundary(step, total_steps, loop,
                                             boundaries)
         loop_start = time.perf_counter()
-        try:
+        with input_pipeline.explained_read_errors(files):
             losses = trainer.train(iterator, num_steps)
-        except tf.errors.DataLossError as error:
-            corrupt = input_pipeline.find_corrupt_files(files)
-            raise input_pipeline.CorruptDataError(
-                f'Cannot read training data: {corrupt}') from error
         trainer_lib.check_finite(losses, step + num_steps)
         step += num_steps
         session.global_step.assign(step)
@@ -237,9 +241,16 @@ def _train(config, session, strategy, model_dir, seed, evaluate,
         if step % trainer_options.save_checkpoints_steps == 0 or (
                 step == total_steps):
             session.manager.save(checkpoint_number=step)
-        if evaluate and (step % eval_interval == 0 or step == total_steps):
+        if evaluate and _is_eval_step(step, total_steps, eval_interval):
             metrics = _evaluate(config, session, strategy, model_dir)
     return metrics if evaluate else losses
+
+
+def _is_eval_step(step, total_steps, eval_interval) -> bool:
+    """train_and_eval evaluates at multiples of eval_interval and at the
+    end; eval_interval 0 means at the end only, as in DeepLab2."""
+    return step == total_steps or (eval_interval > 0 and
+                                   step % eval_interval == 0)
 
 
 def _steps_to_next_boundary(step, total_steps, loop, boundaries) -> int:
@@ -307,9 +318,13 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
         if predictions_writer is not None:
             predictions_writer.write(*image_results)
 
+    files = input_pipeline.resolve_files(
+        dataset_options, 'eval_dataset_options', is_training=False)
     try:
-        metrics = evaluator.evaluate(
-            dataset, config.evaluator_options.eval_steps, on_image=on_image)
+        with input_pipeline.explained_read_errors(files):
+            metrics = evaluator.evaluate(
+                dataset, config.evaluator_options.eval_steps,
+                on_image=on_image)
     finally:
         if predictions_writer is not None:
             predictions_writer.close()
@@ -357,7 +372,7 @@ def _continuous_eval(config, session, strategy, model_dir) -> dict:
     metrics = {}
     for path in tf.train.checkpoints_iterator(
             model_dir, timeout=None if timeout < 0 else timeout):
-        session.manager.checkpoint.read(path).expect_partial()
+        _read_checkpoint(session, path)
         metrics = _evaluate(config, session, strategy, model_dir)
         if int(session.global_step.numpy()) >= total:
             break

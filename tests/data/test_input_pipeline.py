@@ -193,3 +193,22 @@ def test_unlabeled_records_read_when_labels_are_not_decoded(tmp_path):
     batches = list(input_pipeline.iterate(
         input_pipeline.build_dataset(options, is_training=False), [path]))
     assert len(batches) == 1
+
+
+def test_read_errors_inside_a_tf_function_name_the_file(tmp_path):
+    """Training iterates inside a tf.function: the runner wraps it in
+    explained_read_errors, which names the file there too."""
+    bad = _write_records(tmp_path / 'bad.tfrecord',
+                         drop_key=common.KEY_ENCODED_IMAGE)
+    options = _options(str(bad), batch_size=1)
+    options.crop_size[:] = [17, 17]
+    iterator = iter(input_pipeline.build_dataset(options, True, seed=1))
+    step = tf.function(lambda iterator: next(iterator))
+    with pytest.raises(input_pipeline.MissingFeatureError,
+                       match=f"{bad}: record 0"):
+        with input_pipeline.explained_read_errors([str(bad)]):
+            step(iterator)
+    # Errors that are not about the records pass unchanged.
+    with pytest.raises(tf.errors.InvalidArgumentError, match='not records'):
+        with input_pipeline.explained_read_errors([str(bad)]):
+            raise tf.errors.InvalidArgumentError(None, None, 'not records')

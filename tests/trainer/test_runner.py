@@ -205,3 +205,47 @@ def test_continuous_eval_evaluates_checkpoints_until_the_last(
     assert 0.0 <= metrics['pq'] <= 1.0
     lines = (tmp_path / 'eval_results.json').read_text().splitlines()
     assert json.loads(lines[-1])['step'] == 2
+
+
+def test_eval_steps_of_train_and_eval():
+    assert [step for step in range(1, 7)
+            if runner._is_eval_step(step, 6, 2)] == [2, 4, 6]
+    # 0: only at the end, as in DeepLab2 (it used to divide by zero).
+    assert [step for step in range(1, 7)
+            if runner._is_eval_step(step, 6, 0)] == [6]
+
+
+def test_evaluating_records_missing_a_feature_names_file_and_key(
+        demo_tfrecords, tmp_path):
+    from deeplab2 import common
+    from deeplab2.data import input_pipeline
+    bad = tmp_path / 'unlabeled-00000.tfrecord'
+    with tf.io.TFRecordWriter(str(bad)) as writer:
+        for record in tf.data.TFRecordDataset(
+                sorted(pathlib.Path(demo_tfrecords).glob('val-*'))):
+            example = tf.train.Example.FromString(record.numpy())
+            del example.features.feature[common.KEY_ENCODED_LABEL]
+            writer.write(example.SerializeToString())
+    config = config_lib.load_config(DEMO_CONFIG, _tiny_overrides(
+        demo_tfrecords) + [f'eval_dataset_options.file_pattern={bad}'])
+    model_dir = tmp_path / 'run'
+    runner._build_session(config, str(model_dir),
+                          tf.distribute.get_strategy(), seed=0).manager.save()
+    with pytest.raises(input_pipeline.MissingFeatureError) as error:
+        runner.run(config, 'eval', str(model_dir))
+    assert f'{bad}: record 0' in str(error.value)
+    assert common.KEY_ENCODED_LABEL in str(error.value)
+
+
+def test_damaged_checkpoint_in_model_dir_is_named(demo_tfrecords, tmp_path):
+    from deeplab2 import compat
+    config = config_lib.load_config(DEMO_CONFIG,
+                                    _tiny_overrides(demo_tfrecords))
+    session = runner._build_session(config, str(tmp_path), tf.distribute
+                                    .get_strategy(), seed=0)
+    prefix = session.manager.save(checkpoint_number=2)
+    data = pathlib.Path(f'{prefix}.data-00000-of-00001')
+    data.write_bytes(data.read_bytes()[:1000])
+    for mode in ('eval', 'train'):
+        with pytest.raises(compat.CorruptCheckpointError, match=prefix):
+            runner.run(config, mode, str(tmp_path))
