@@ -7,28 +7,25 @@ overridden: the real widths, the real augmentations (AutoAugment included),
 DeepLab2-written records. COCO configs resize to 641 and DeepLab2 refuses a
 max_resize_value above the crop size, so their resize follows the crop.
 
-Training all of them takes minutes per SWideRNet (536M parameters, a 6 GB
-checkpoint): `test_every_published_config_trains` is in the `slow` group,
-run with `pytest -m slow`. The default run checks that every config is
+Each trains through `python -m deeplab2.trainer.train`, in a process of its
+own. Training all of them takes tens of minutes (SWideRNet-(1,1,4.5) alone:
+536M parameters, a 6 GB checkpoint): they are in the `slow` group, run with
+`pytest -m slow`. The default run checks that every config is
 DeepLab2's (where DeepLab2's file is in the fixtures) and loads cleanly,
 and trains DeepLab2's own MobileNetV3 file through the CLI.
 """
 
-import gc
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
 from deeplab2 import config as config_lib
 from deeplab2.data import datasets
 from deeplab2.data import sample_generator
-from deeplab2.trainer import runner
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLISHED = sorted(
@@ -111,17 +108,24 @@ def test_configs_cover_deeplab2s_panoptic_deeplab_family():
             'resnet50_beta_os32'} <= names
 
 
-def _train_two_steps(path, fixtures_dir, model_dir):
-    published = config_lib.load_config(path)
-    config = config_lib.load_config(
-        path, _small_run_overrides(published, fixtures_dir))
-    try:
-        losses = runner.run(config, 'train', str(model_dir), seed=0)
-    finally:
-        # Several full-size models in one process: free each before the next.
-        keras.backend.clear_session()
-        gc.collect()
-    assert np.isfinite(losses['total_loss']), path
+def _train_two_steps(path, fixtures_dir, model_dir, batch_size=1):
+    """`python -m deeplab2.trainer.train --mode=train` on `path`, 2 steps.
+
+    A process per config, as a user runs them; it also frees each full-size
+    model's memory (one process training them in turn grew past 20 GB).
+    """
+    overrides = _small_run_overrides(config_lib.load_config(path),
+                                     fixtures_dir, batch_size=batch_size)
+    result = subprocess.run(
+        [sys.executable, '-m', 'deeplab2.trainer.train',
+         f'--config_file={path}', '--mode=train', f'--model_dir={model_dir}',
+         '--seed=0', *[f'--config_override={o}' for o in overrides]],
+        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in
+           (model_dir / 'train_log.jsonl').read_text().splitlines()]
+    assert [entry['step'] for entry in log] == [2], path
+    assert np.isfinite(log[-1]['total_loss']), path
     assert (model_dir / 'ckpt-2.index').is_file()
 
 
@@ -143,21 +147,8 @@ def test_deeplab2s_own_config_files_train(name, fixtures_dir, tmp_path):
 
 def test_deeplab2s_own_config_file_trains_through_the_cli(fixtures_dir,
                                                           tmp_path):
-    """DeepLab2's MobileNetV3-Small file, unedited (AutoAugment on), through
-    `python -m deeplab2.trainer.train` on DeepLab2-written records."""
+    """DeepLab2's MobileNetV3-Small file, unedited (AutoAugment on), on
+    DeepLab2-written records."""
     path = (fixtures_dir / 'deeplab2' / 'full_configs' /
             'mobilenet_v3_small_os16.textproto')
-    overrides = _small_run_overrides(config_lib.load_config(path),
-                                     fixtures_dir, batch_size=2)
-    result = subprocess.run(
-        [sys.executable, '-m', 'deeplab2.trainer.train',
-         f'--config_file={path}', '--mode=train', f'--model_dir={tmp_path}',
-         '--seed=0', *[f'--config_override={o}' for o in overrides]],
-        cwd=REPO_ROOT, capture_output=True, text=True,
-        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = [json.loads(line) for line in
-           (tmp_path / 'train_log.jsonl').read_text().splitlines()]
-    assert [entry['step'] for entry in log] == [2]
-    assert np.isfinite(log[-1]['total_loss'])
-    assert (tmp_path / 'ckpt-2.index').is_file()
+    _train_two_steps(path, fixtures_dir, tmp_path, batch_size=2)
