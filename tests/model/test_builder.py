@@ -71,6 +71,11 @@ def test_every_config_builds_with_odd_input(path):
                                                               classes)
     assert outputs[common.PRED_SEMANTIC_PROBS_KEY].shape == (1, 97, 161,
                                                              classes)
+    if not config.model_options.panoptic_deeplab.instance.enable:
+        # resnet50_os32_semseg: the semantic branch alone.
+        assert set(outputs) == {common.PRED_SEMANTIC_LOGITS_KEY,
+                                common.PRED_SEMANTIC_PROBS_KEY}
+        return
     assert outputs[common.PRED_CENTER_HEATMAP_KEY].shape == (1, 97, 161)
     assert outputs[common.PRED_OFFSET_MAP_KEY].shape == (1, 97, 161, 2)
 
