@@ -30,15 +30,11 @@ import tensorflow as tf
 # Levels run from 0 to this value in the policies' encoding.
 MAX_LEVEL = 10.0
 
-# The reduced operation space; a policy names ops by index into it.
-REDUCED_OPERATIONS = ('AutoContrast', 'Equalize', 'Invert', 'Posterize',
-                      'Solarize', 'Color', 'Contrast', 'Brightness',
-                      'Sharpness')
 # Probabilities by index, as the policies encode them.
 _PROBABILITIES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 # DeepLab2's `simple_classification_policy`: five sub-policies of two ops,
-# each op as (operation index, probability index, level).
+# each op as (index into REDUCED_OPERATIONS, probability index, level).
 _SIMPLE_CLASSIFICATION = (
     ((8, 2, 7), (7, 1, 10)),
     ((1, 0, 9), (6, 1, 10)),
@@ -83,17 +79,10 @@ def level_to_argument(name: str, level: float):
     """The argument op `name` receives at `level` (None for argument-less
     ops): Posterize bits int(level / 10 * 4), Solarize threshold
     int(level / 10 * 256), enhance factors level / 10 * 1.8 + 0.1."""
-    if name in ('AutoContrast', 'Equalize', 'Invert'):
+    _, argument_rule = _operation(name)
+    if argument_rule is None:
         return None
-    fraction = level / MAX_LEVEL
-    if name == 'Posterize':
-        return int(fraction * 4)
-    if name == 'Solarize':
-        return int(fraction * 256)
-    if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
-        return fraction * 1.8 + 0.1
-    raise ValueError(f'Unknown AutoAugment op {name!r}; known ops: '
-                     f'{", ".join(REDUCED_OPERATIONS)}.')
+    return argument_rule(level / MAX_LEVEL)
 
 
 def _to_uint8(values: tf.Tensor) -> tf.Tensor:
@@ -205,17 +194,32 @@ def sharpness(image: tf.Tensor, factor: float) -> tf.Tensor:
     return blend(tf.where(interior, smoothed, image), image, factor)
 
 
-_OPS = {
-    'AutoContrast': auto_contrast,
-    'Equalize': equalize,
-    'Invert': invert,
-    'Posterize': posterize,
-    'Solarize': solarize,
-    'Color': color,
-    'Contrast': contrast,
-    'Brightness': brightness,
-    'Sharpness': sharpness,
+def _enhance_factor(fraction: float) -> float:
+    return fraction * 1.8 + 0.1
+
+
+# The reduced operation space, in the order a policy's operation indices
+# refer to: name -> (op, rule from level / MAX_LEVEL to the op's argument,
+# None for the argument-less ops).
+_OPERATIONS = {
+    'AutoContrast': (auto_contrast, None),
+    'Equalize': (equalize, None),
+    'Invert': (invert, None),
+    'Posterize': (posterize, lambda fraction: int(fraction * 4)),
+    'Solarize': (solarize, lambda fraction: int(fraction * 256)),
+    'Color': (color, _enhance_factor),
+    'Contrast': (contrast, _enhance_factor),
+    'Brightness': (brightness, _enhance_factor),
+    'Sharpness': (sharpness, _enhance_factor),
 }
+REDUCED_OPERATIONS = tuple(_OPERATIONS)
+
+
+def _operation(name: str):
+    if name not in _OPERATIONS:
+        raise ValueError(f'Unknown AutoAugment op {name!r}; known ops: '
+                         f'{", ".join(REDUCED_OPERATIONS)}.')
+    return _OPERATIONS[name]
 
 
 def apply_op(image, name: str, argument=None) -> tf.Tensor:
@@ -230,16 +234,14 @@ def apply_op(image, name: str, argument=None) -> tf.Tensor:
     Returns:
       uint8 [H, W, 3].
     """
-    if name not in _OPS:
-        raise ValueError(f'Unknown AutoAugment op {name!r}; known ops: '
-                         f'{", ".join(REDUCED_OPERATIONS)}.')
+    op, _ = _operation(name)
     image = tf.convert_to_tensor(image)
     if image.dtype != tf.uint8:
         raise TypeError(f'AutoAugment op {name} needs a uint8 image, got '
                         f'{image.dtype.name}.')
     if argument is None:
-        return _OPS[name](image)
-    return _OPS[name](image, argument)
+        return op(image)
+    return op(image, argument)
 
 
 def _should_apply(probability: float, uniform: tf.Tensor) -> tf.Tensor:

@@ -60,7 +60,8 @@ def build_dataset(dataset_options, is_training: bool,
                   field: str = 'train_dataset_options',
                   input_context: tf.distribute.InputContext | None = None,
                   seed: int | None = None,
-                  skip_batches: int = 0) -> tf.data.Dataset:
+                  skip_batches: int = 0,
+                  files: list[str] | None = None) -> tf.data.Dataset:
     """The batched dataset of samples (dicts keyed by deeplab2.common).
 
     Args:
@@ -74,11 +75,15 @@ def build_dataset(dataset_options, is_training: bool,
       skip_batches: batches already consumed (training resumed at that
         step): their serialized records are skipped before decoding, so a
         seeded run continues with the data it would have seen.
+      files: the TFRecord files, when the caller has resolved them already
+        (it also needs them to name a file in a read error); default:
+        `resolve_files`.
     """
     descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
     options = sample_generator.SampleOptions.from_dataset_options(
         dataset_options, descriptor)
-    files = resolve_files(dataset_options, field, is_training)
+    if files is None:
+        files = resolve_files(dataset_options, field, is_training)
     batch_size = dataset_options.batch_size
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None:
@@ -173,9 +178,7 @@ def explain_read_error(error: tf.errors.OpError,
 
     A DataLossError becomes a CorruptDataError naming the truncated files;
     TF's "Feature: ... is required but could not be found", which names
-    neither file nor record, a MissingFeatureError naming both. Loops
-    that iterate inside a tf.function (training) can call it on the
-    DataLossError or InvalidArgumentError they catch.
+    neither file nor record, a MissingFeatureError naming both.
     """
     if isinstance(error, tf.errors.DataLossError):
         corrupt = find_corrupt_files(files) or [('?', error.message)]

@@ -195,7 +195,7 @@ def _train(config, session, strategy, model_dir, seed, evaluate,
     dataset = strategy.distribute_datasets_from_function(
         lambda context: input_pipeline.build_dataset(
             dataset_options, is_training=True, input_context=context,
-            seed=seed, skip_batches=start_step))
+            seed=seed, skip_batches=start_step, files=files))
     descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
     trainer = trainer_lib.Trainer(
         strategy, session.model, _build_loss(config, descriptor),
@@ -302,8 +302,11 @@ def _write_scalars(writer, step, values: dict):
 def _evaluate(config, session, strategy, model_dir) -> dict:
     dataset_options = config.eval_dataset_options
     descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
+    field = 'eval_dataset_options'
+    files = input_pipeline.resolve_files(dataset_options, field,
+                                         is_training=False)
     dataset = input_pipeline.build_dataset(
-        dataset_options, is_training=False, field='eval_dataset_options')
+        dataset_options, is_training=False, field=field, files=files)
     inference = inference_lib.build_inference(config, session.model)
     evaluator = evaluator_lib.Evaluator(strategy, inference, descriptor)
     step = int(session.global_step.numpy())
@@ -318,8 +321,6 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
         if predictions_writer is not None:
             predictions_writer.write(*image_results)
 
-    files = input_pipeline.resolve_files(
-        dataset_options, 'eval_dataset_options', is_training=False)
     try:
         with input_pipeline.explained_read_errors(files):
             metrics = evaluator.evaluate(

@@ -160,20 +160,8 @@ def test_training_in_tf_data_with_random_scale():
         assert values <= set(range(30 * 40))
 
 
-def _possible_autoaugment_outputs(image, policy_name):
-    """Every image a sub-policy of the policy can give (each op on or off)."""
-    from deeplab2.data import autoaugment
-    outputs = []
-    for sub_policy in autoaugment.get_policy(policy_name):
-        for mask in range(4):
-            chosen = [op for bit, op in enumerate(sub_policy)
-                      if mask >> bit & 1]
-            outputs.append(autoaugment.apply_sub_policy(
-                tf.constant(image), chosen).numpy())
-    return outputs
-
-
-def test_autoaugment_applies_after_scale_and_before_pad_labels_untouched():
+def test_autoaugment_applies_after_scale_and_before_pad_labels_untouched(
+        autoaugment_outcomes):
     rng = np.random.default_rng(5)
     image = tf.constant(rng.integers(0, 256, [8, 12, 3]), tf.uint8)
     label = tf.constant(rng.integers(0, 50, [8, 12, 1]), tf.int32)
@@ -184,8 +172,7 @@ def test_autoaugment_applies_after_scale_and_before_pad_labels_untouched():
                   flip_probability=0.0)
     scaled, _ = preprocessing.scale_image_and_label(
         tf.cast(image, tf.float32), label, 1.5)
-    candidates = _possible_autoaugment_outputs(
-        tf.cast(scaled, tf.uint8), policy)
+    candidates = autoaugment_outcomes(tf.cast(scaled, tf.uint8), policy)
     sub_policies_seen = set()
     for index in range(12):
         seed = [7, index]
