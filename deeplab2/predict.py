@@ -5,7 +5,7 @@ For each image `<name>.<ext>` the output folder gets:
   <name>_panoptic.png   segment ids in the Cityscapes/COCO panoptic colour
                         encoding: id = R + 256 G + 65536 B, 0 = void, and a
                         segment's id is `class * label_divisor + instance + 1`
-                        (deeplab2.evaluation.cityscapes_format);
+                        (deeplab2.evaluation.coco_panoptic_format);
   <name>_overlay.jpg    the colored panoptic map blended onto the image;
   <name>_segments.json  one entry per segment: `id`, `category_id` (the
                         model's class id), `category_name`, `isthing`,
@@ -58,7 +58,7 @@ from deeplab2 import files
 from deeplab2 import vis
 from deeplab2.data import datasets
 from deeplab2.data import image_files
-from deeplab2.evaluation import cityscapes_format
+from deeplab2.evaluation import coco_panoptic_format
 from deeplab2.model import builder
 from deeplab2.model import inference
 
@@ -244,7 +244,7 @@ def describe_segments(panoptic: np.ndarray, instance_scores: np.ndarray,
     Returns:
       (segment_ids [H, W] int64, list of segment dicts; see module doc).
     """
-    segment_ids, segments = cityscapes_format.panoptic_to_segments(
+    segment_ids, segments = coco_panoptic_format.panoptic_to_segments(
         panoptic, descriptor.num_classes, descriptor.ignore_label,
         descriptor.panoptic_label_divisor, image_name=image_name,
         scores=instance_scores)
@@ -301,7 +301,7 @@ def write_prediction(output_dir: str, name: str, image_path: str,
     """Writes the three files of one image (the JSON last)."""
     prefix = os.path.join(output_dir, name)
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    cityscapes_format.write_panoptic_png(prefix + PANOPTIC_SUFFIX,
+    coco_panoptic_format.write_panoptic_png(prefix + PANOPTIC_SUFFIX,
                                          prediction.segment_ids)
     overlay = Image.fromarray(prediction.overlay)
     files.write_atomically(

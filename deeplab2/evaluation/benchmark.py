@@ -21,7 +21,7 @@ import numpy as np
 from deeplab2.data import cityscapes_labels
 from deeplab2.evaluation import MeanIoU
 from deeplab2.evaluation import PanopticQuality
-from deeplab2.evaluation import cityscapes_format
+from deeplab2.evaluation import coco_panoptic_format
 
 _DIVISOR = cityscapes_labels.LABEL_DIVISOR
 _IGNORE = cityscapes_labels.IGNORE_LABEL
@@ -104,26 +104,26 @@ def write_split(folder: str, name: str, maps: list, image_ids: list,
     os.makedirs(png_folder, exist_ok=True)
     annotations = []
     for image_id, panoptic in zip(image_ids, maps):
-        segment_ids, segments = cityscapes_format.panoptic_to_segments(
+        segment_ids, segments = coco_panoptic_format.panoptic_to_segments(
             panoptic, _NUM_CLASSES, _IGNORE, _DIVISOR, image_name=image_id)
         for segment in segments:
             class_id = segment['category_id']
             segment['iscrowd'] = int(
                 class_id in _THINGS and segment['id'] % _DIVISOR == 1)
         file_name = f'{image_id}_panoptic.png'
-        cityscapes_format.write_panoptic_png(
+        coco_panoptic_format.write_panoptic_png(
             os.path.join(png_folder, file_name), segment_ids)
-        annotations.append(cityscapes_format.annotation(image_id, file_name,
+        annotations.append(coco_panoptic_format.annotation(image_id, file_name,
                                                         segments))
     json_path = os.path.join(folder, name + '.json')
-    cityscapes_format.write_panoptic_json(json_path, annotations, categories)
+    coco_panoptic_format.write_panoptic_json(json_path, annotations, categories)
     return json_path, png_folder
 
 
 def _read_annotation(annotation: dict, png_folder: str) -> np.ndarray:
     path = os.path.join(png_folder, annotation['file_name'])
-    return cityscapes_format.segments_to_panoptic(
-        cityscapes_format.read_panoptic_png(path),
+    return coco_panoptic_format.segments_to_panoptic(
+        coco_panoptic_format.read_panoptic_png(path),
         annotation['segments_info'], _DIVISOR, _IGNORE, _THINGS, source=path)
 
 

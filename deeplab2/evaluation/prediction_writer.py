@@ -37,7 +37,7 @@ from PIL import Image
 from deeplab2 import common
 from deeplab2 import files
 from deeplab2 import vis
-from deeplab2.evaluation import cityscapes_format
+from deeplab2.evaluation import coco_panoptic_format
 
 RAW_PANOPTIC_FORMATS = ('two_channel_png', 'three_channel_png',
                         'two_channel_numpy_array')
@@ -203,7 +203,7 @@ class PredictionWriter:
                 'isthing': int(label in self.descriptor.thing_class_ids)}
                 for label, name in enumerate(self.descriptor.class_names)
                 if label != self.descriptor.ignore_label]
-            cityscapes_format.write_panoptic_json(
+            coco_panoptic_format.write_panoptic_json(
                 os.path.join(self.save_dir, COCO_FOLDER + '.json'),
                 self._annotations, categories)
 
@@ -270,16 +270,16 @@ class PredictionWriter:
         """Writes the COCO panoptic PNG; returns its segment ids and
         segments (with their mean scores, for the instance files)."""
         descriptor = self.descriptor
-        segment_ids, segments = cityscapes_format.panoptic_to_segments(
+        segment_ids, segments = coco_panoptic_format.panoptic_to_segments(
             panoptic, descriptor.num_classes, descriptor.ignore_label,
             descriptor.panoptic_label_divisor,
             category_ids=self._class_id[:descriptor.num_classes],
             image_name=image_name, scores=scores)
         file_name = image_name + '.png'
-        cityscapes_format.write_panoptic_png(
+        coco_panoptic_format.write_panoptic_png(
             os.path.join(self._folder(COCO_FOLDER), file_name), segment_ids)
         self._annotations.append(
-            cityscapes_format.annotation(image_name, file_name, segments))
+            coco_panoptic_format.annotation(image_name, file_name, segments))
         return segment_ids, segments
 
     def _write_instances(self, image_name: str, segment_ids: np.ndarray,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deeplab2.evaluation import InstanceAP, MeanIoU, PanopticQuality
-from deeplab2.evaluation import cityscapes_format
+from deeplab2.evaluation import coco_panoptic_format
 from deeplab2.evaluation.label_maps import combine_semantic_instance
 
 THINGS = range(11, 19)
@@ -86,7 +86,7 @@ def test_instance_scores_shape():
 
 def test_segments_writer_names_image():
     with pytest.raises(ValueError, match=r"'koeln_4'.*unknown class"):
-        cityscapes_format.panoptic_to_segments(np.full((2, 2), 30000), 19, 255,
+        coco_panoptic_format.panoptic_to_segments(np.full((2, 2), 30000), 19, 255,
                                                1000, image_name='koeln_4')
 
 

@@ -5,7 +5,7 @@ import pytest
 from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as cs_pq
 
 from deeplab2.evaluation import PanopticQuality
-from deeplab2.evaluation import cityscapes_format
+from deeplab2.evaluation import coco_panoptic_format
 
 from deeplab2.data.cityscapes_labels import (IGNORE_LABEL, LABEL_DIVISOR,
                                              NUM_CLASSES, THING_CLASSES)
@@ -23,16 +23,16 @@ def _cityscapes_pq(split, predictions, folder, monkeypatch):
     folder.mkdir()
     annotations = []
     for image_id, prediction in zip(split.image_ids, predictions):
-        segment_ids, segments = cityscapes_format.panoptic_to_segments(
+        segment_ids, segments = coco_panoptic_format.panoptic_to_segments(
             prediction, NUM_CLASSES, IGNORE_LABEL, LABEL_DIVISOR,
             image_name=image_id)
         file_name = f'{image_id}_panoptic.png'
-        cityscapes_format.write_panoptic_png(str(folder / file_name),
+        coco_panoptic_format.write_panoptic_png(str(folder / file_name),
                                              segment_ids)
-        annotations.append(cityscapes_format.annotation(image_id, file_name,
+        annotations.append(coco_panoptic_format.annotation(image_id, file_name,
                                                         segments))
     json_path = folder.parent / (folder.name + '.json')
-    cityscapes_format.write_panoptic_json(str(json_path), annotations)
+    coco_panoptic_format.write_panoptic_json(str(json_path), annotations)
     # One process: the same per-image rules without a worker pool.
     monkeypatch.setattr(
         cs_pq, 'pq_compute_multi_core',

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deeplab2.evaluation import cityscapes_format
+from deeplab2.evaluation import coco_panoptic_format
 
 
 def test_segments_round_trip(tmp_path):
@@ -14,11 +14,11 @@ def test_segments_round_trip(tmp_path):
     panoptic[18:, :] = 7000
     panoptic[:, 29] = 255000
     category_ids = np.arange(19) + 7  # e.g. train id -> another id space
-    segment_ids, segments = cityscapes_format.panoptic_to_segments(
+    segment_ids, segments = coco_panoptic_format.panoptic_to_segments(
         panoptic, 19, 255, 1000, category_ids=category_ids)
     path = str(tmp_path / 'a.png')
-    cityscapes_format.write_panoptic_png(path, segment_ids)
-    read = cityscapes_format.read_panoptic_png(path)
+    coco_panoptic_format.write_panoptic_png(path, segment_ids)
+    read = coco_panoptic_format.read_panoptic_png(path)
     np.testing.assert_array_equal(read, segment_ids)
     assert (read == 0).tolist() == (panoptic == 255000).tolist()
     assert len(segments) == 4
@@ -37,22 +37,22 @@ def test_segments_round_trip(tmp_path):
 def test_json_written(tmp_path):
     import json
     path = str(tmp_path / 'p.json')
-    annotation = cityscapes_format.annotation('a_1_2', 'a.png', [])
-    cityscapes_format.write_panoptic_json(path, [annotation], categories=[])
+    annotation = coco_panoptic_format.annotation('a_1_2', 'a.png', [])
+    coco_panoptic_format.write_panoptic_json(path, [annotation], categories=[])
     assert json.load(open(path)) == {'annotations': [annotation],
                                      'categories': []}
 
 
 def test_rgb_encoding():
     ids = np.array([[0, 1, 256, 65536 + 2]])
-    rgb = cityscapes_format.segment_ids_to_rgb(ids)
+    rgb = coco_panoptic_format.segment_ids_to_rgb(ids)
     assert rgb.tolist() == [[[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 1]]]
-    np.testing.assert_array_equal(cityscapes_format.rgb_to_segment_ids(rgb), ids)
+    np.testing.assert_array_equal(coco_panoptic_format.rgb_to_segment_ids(rgb), ids)
 
 
 def test_bad_category_ids_named():
     with pytest.raises(ValueError, match='one id per class'):
-        cityscapes_format.panoptic_to_segments(np.zeros((2, 2), int), 19, 255,
+        coco_panoptic_format.panoptic_to_segments(np.zeros((2, 2), int), 19, 255,
                                                1000, category_ids=[1, 2])
 
 
@@ -71,7 +71,7 @@ def test_segments_to_panoptic_reads_back_by_hand(id_offset):
         {'id': 3 + id_offset, 'category_id': 11, 'iscrowd': 1},
         {'id': 12 + id_offset, 'category_id': 11, 'iscrowd': 0},
     ]
-    panoptic = cityscapes_format.segments_to_panoptic(
+    panoptic = coco_panoptic_format.segments_to_panoptic(
         segment_ids, segments, 1000, 255, range(11, 19))
     # Things numbered per class in list order; crowd keeps instance 0.
     assert panoptic.tolist() == [[255000, 0, 0, 13001],
@@ -82,15 +82,15 @@ def test_segments_to_panoptic_reads_back_by_hand(id_offset):
 def test_segments_to_panoptic_maps_categories_and_names_bad_ones():
     segment_ids = np.array([[26, 26, 7]])
     segments = [{'id': 26, 'category_id': 26}, {'id': 7, 'category_id': 7}]
-    panoptic = cityscapes_format.segments_to_panoptic(
+    panoptic = coco_panoptic_format.segments_to_panoptic(
         segment_ids, segments, 1000, 255, [13],
         category_to_class={26: 13, 7: 0})
     assert panoptic.tolist() == [[13001, 13001, 0]]
     with pytest.raises(ValueError, match=r'x\.png: segment 7 has unknown '
                        r'category_id 7'):
-        cityscapes_format.segments_to_panoptic(
+        coco_panoptic_format.segments_to_panoptic(
             segment_ids, segments, 1000, 255, [13],
             category_to_class={26: 13}, source='x.png')
     with pytest.raises(ValueError, match='lists an id twice'):
-        cityscapes_format.segments_to_panoptic(
+        coco_panoptic_format.segments_to_panoptic(
             segment_ids, segments + segments[:1], 1000, 255, [13])
