@@ -11,23 +11,17 @@ an interruption keeps the shards already written.
 from absl import flags
 
 from deeplab2 import cli  # first: it quiets TensorFlow's start-up
+from deeplab2.data import conversion_flags
 
-_CITYSCAPES_ROOT = flags.DEFINE_string(
-    'cityscapes_root', None, 'Folder holding leftImg8bit/ and gtFine/.',
-    required=True)
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Where to write the shards.', required=True)
+_FLAGS = conversion_flags.define_flags(
+    'cityscapes_root', 'Folder holding leftImg8bit/ and gtFine/.',
+    void_label=255000, num_shards=10, num_shards_help='Shards per split.',
+    splits=None, splits_help='Splits to convert; default: those of train, '
+    'val and test found under leftImg8bit/ (the absent ones are logged).')
 _CREATE_PANOPTIC_DATA = flags.DEFINE_boolean(
     'create_panoptic_data', True,
     'Raw int32 panoptic labels; false stores the labelTrainIds PNGs.')
-_TREAT_CROWD_AS_IGNORE = flags.DEFINE_boolean(
-    'treat_crowd_as_ignore', True, 'Crowd regions become void (255000).')
-_NUM_SHARDS = flags.DEFINE_integer('num_shards', 10, 'Shards per split.')
-_SPLITS = flags.DEFINE_list(
-    'splits', None, 'Splits to convert; default: those of train, val and '
-    'test found under leftImg8bit/ (the absent ones are logged).')
-_NUM_WORKERS = flags.DEFINE_integer(
-    'num_workers', None, 'Worker processes; default: one per CPU.')
+flags.adopt_module_key_flags(conversion_flags)  # --help lists them here.
 
 
 def main(argv):
@@ -35,14 +29,9 @@ def main(argv):
     # Imported here, not at the top: worker processes re-import this script,
     # and they should not pay for loading TensorFlow.
     from deeplab2.data import cityscapes
-    shard_paths = cityscapes.convert_cityscapes(
-        _CITYSCAPES_ROOT.value, _OUTPUT_DIR.value, splits=_SPLITS.value,
-        create_panoptic_data=_CREATE_PANOPTIC_DATA.value,
-        treat_crowd_as_ignore=_TREAT_CROWD_AS_IGNORE.value,
-        num_shards=_NUM_SHARDS.value, num_workers=_NUM_WORKERS.value)
-    for split, paths in shard_paths.items():
-        print(f'{split}: {len(paths)} shards in {_OUTPUT_DIR.value}')
-    return 0
+    return conversion_flags.run(
+        cityscapes.convert_cityscapes, _FLAGS,
+        create_panoptic_data=_CREATE_PANOPTIC_DATA.value)
 
 
 if __name__ == '__main__':

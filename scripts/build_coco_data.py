@@ -11,20 +11,15 @@ an interruption keeps the shards already written.
 from absl import flags
 
 from deeplab2 import cli  # first: it quiets TensorFlow's start-up
+from deeplab2.data import conversion_flags
 
-_COCO_ROOT = flags.DEFINE_string(
-    'coco_root', None, 'Folder holding <split>2017/ and annotations/.',
-    required=True)
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Where to write the shards.', required=True)
-_TREAT_CROWD_AS_IGNORE = flags.DEFINE_boolean(
-    'treat_crowd_as_ignore', True, 'Crowd regions become void (0).')
-_NUM_SHARDS = flags.DEFINE_integer('num_shards', 1000,
-                                   'Shards per split (DeepLab2: 1000).')
-_SPLITS = flags.DEFINE_list('splits', ['train', 'val'],
-                            'Splits to convert (train, val, test).')
-_NUM_WORKERS = flags.DEFINE_integer(
-    'num_workers', None, 'Worker processes; default: one per CPU.')
+_FLAGS = conversion_flags.define_flags(
+    'coco_root', 'Folder holding <split>2017/ and annotations/.',
+    void_label=0, num_shards=1000,
+    num_shards_help='Shards per split (DeepLab2: 1000).',
+    splits=['train', 'val'],
+    splits_help='Splits to convert (train, val, test).')
+flags.adopt_module_key_flags(conversion_flags)  # --help lists them here.
 
 
 def main(argv):
@@ -32,13 +27,7 @@ def main(argv):
     # Imported here, not at the top: worker processes re-import this script,
     # and they should not pay for loading TensorFlow.
     from deeplab2.data import coco
-    shard_paths = coco.convert_coco(
-        _COCO_ROOT.value, _OUTPUT_DIR.value, splits=_SPLITS.value,
-        treat_crowd_as_ignore=_TREAT_CROWD_AS_IGNORE.value,
-        num_shards=_NUM_SHARDS.value, num_workers=_NUM_WORKERS.value)
-    for split, paths in shard_paths.items():
-        print(f'{split}: {len(paths)} shards in {_OUTPUT_DIR.value}')
-    return 0
+    return conversion_flags.run(coco.convert_coco, _FLAGS)
 
 
 if __name__ == '__main__':

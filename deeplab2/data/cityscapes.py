@@ -11,10 +11,11 @@ Output: `<split>-%05d-of-%05d.tfrecord` shards holding `ceil(N / num_shards)`
 images each in sorted path order (unused shards are empty files), with
 DeepLab2's Example layout (see `tfrecord.py`). The test split has no labels.
 
-Images are prepared in worker processes. Every shard is written under a
-temporary name and renamed once complete, so an interrupted run can be
-started again: complete shards are kept, the rest are rewritten (see
-`sharded_writer.py`, shared with the COCO converter).
+This module lists each split's jobs; `cityscapes_annotations.py` prepares
+them in worker processes, and `conversion.convert_splits` (shared with the
+COCO converter) writes them. Every shard is written under a temporary name
+and renamed once complete, so an interrupted run can be started again:
+complete shards are kept, the rest are rewritten.
 """
 
 import contextlib
@@ -24,9 +25,8 @@ import os
 import sys
 from typing import Iterable, Optional
 
-from deeplab2.data import cityscapes_labels
-from deeplab2.data import sharded_writer
-from deeplab2.data import tfrecord
+from deeplab2.data import cityscapes_annotations
+from deeplab2.data import conversion
 
 _IMAGE_FOLDER = 'leftImg8bit'
 _LABEL_FOLDER = 'gtFine'
@@ -34,8 +34,6 @@ _IMAGE_SUFFIX = '_leftImg8bit.png'
 _SEMANTIC_SUFFIX = '_gtFine_labelTrainIds.png'
 _UNLABELED_SPLITS = ('test',)
 SPLITS = ('train', 'val', 'test')
-
-shard_name = sharded_writer.shard_name
 
 
 def _image_paths(cityscapes_root: str, split: str) -> list[str]:
@@ -117,18 +115,10 @@ def _panoptic_jobs(cityscapes_root, split, image_paths,
     json_path = panoptic_json_path(cityscapes_root, split)
     if not os.path.isfile(json_path):
         create_panoptic_annotations(cityscapes_root, split)
-    segments_by_image = cityscapes_labels.read_panoptic_segments(json_path)
-    png_folder = json_path[:-len('.json')]
-    jobs = []
-    for path in image_paths:
-        name = _image_name(path)
-        if name not in segments_by_image:
-            raise ValueError(f'Image {path} has no annotation in {json_path}.')
-        png_name, segments = segments_by_image[name]
-        jobs.append(cityscapes_labels.ImageJob(
-            path, name, os.path.join(png_folder, png_name), segments,
-            treat_crowd_as_ignore=treat_crowd_as_ignore))
-    return jobs
+    return conversion.panoptic_jobs(
+        image_paths, [_image_name(path) for path in image_paths],
+        cityscapes_annotations.read_panoptic_segments(json_path), json_path,
+        treat_crowd_as_ignore)
 
 
 def _semantic_jobs(cityscapes_root, split, image_paths) -> list:
@@ -141,8 +131,7 @@ def _semantic_jobs(cityscapes_root, split, image_paths) -> list:
         if not os.path.isfile(label_path):
             raise FileNotFoundError(
                 f'Semantic label for {path} not found: {label_path}.')
-        jobs.append(cityscapes_labels.ImageJob(path, name,
-                                               semantic_png=label_path))
+        jobs.append(conversion.ImageJob(path, name, semantic_png=label_path))
     return jobs
 
 
@@ -150,20 +139,12 @@ def _split_jobs(cityscapes_root, split, create_panoptic_data,
                 treat_crowd_as_ignore) -> list:
     image_paths = _image_paths(cityscapes_root, split)
     if split in _UNLABELED_SPLITS:
-        return [cityscapes_labels.ImageJob(path, _image_name(path))
+        return [conversion.ImageJob(path, _image_name(path))
                 for path in image_paths]
     if create_panoptic_data:
         return _panoptic_jobs(cityscapes_root, split, image_paths,
                               treat_crowd_as_ignore)
     return _semantic_jobs(cityscapes_root, split, image_paths)
-
-
-def _to_example(prepared: cityscapes_labels.PreparedExample) -> bytes:
-    example = tfrecord.encode_example(
-        prepared.image_bytes, prepared.image_name, 'png', prepared.height,
-        prepared.width, prepared.panoptic_label,
-        semantic_label_png=prepared.semantic_png, verify_image=False)
-    return example.SerializeToString()
 
 
 def convert_cityscapes(cityscapes_root: str,
@@ -174,7 +155,11 @@ def convert_cityscapes(cityscapes_root: str,
                        num_shards: int = 10,
                        num_workers: Optional[int] = None,
                        show_progress: bool = True) -> dict[str, list[str]]:
-    """Converts Cityscapes splits to TFRecord shards; returns their paths.
+    """Converts Cityscapes splits to TFRecord shards.
+
+    Returns split -> its shard paths, in order. Raises FileNotFoundError or
+    ValueError naming the missing or bad file: a missing file or annotation
+    before anything is written, an unreadable image when it is prepared.
 
     Args:
       cityscapes_root: folder holding leftImg8bit/ and gtFine/.
@@ -185,26 +170,12 @@ def convert_cityscapes(cityscapes_root: str,
         labelTrainIds PNGs as semantic labels (False).
       treat_crowd_as_ignore: crowd regions become void (255000) instead of
         `class * 1000`; DeepLab2's default.
-      num_shards: shards per split.
-      num_workers: processes preparing images; default os.cpu_count().
-      show_progress: print a counter to stderr.
-
-    Returns:
-      split -> its shard paths, in order.
-
-    Raises:
-      FileNotFoundError, ValueError: naming the missing or bad file.
+      num_shards, num_workers, show_progress: see
+        `conversion.convert_splits`.
     """
-    if num_shards < 1:
-        raise ValueError(f'num_shards must be positive, got {num_shards}.')
-    # Every split is checked before anything is written.
-    jobs_by_split = {split: _split_jobs(cityscapes_root, split,
-                                        create_panoptic_data,
-                                        treat_crowd_as_ignore)
-                     for split in resolve_splits(cityscapes_root, splits)}
-    os.makedirs(output_dir, exist_ok=True)
-    # Looked up here, not bound at import, so that tests can replace it.
-    return sharded_writer.write_splits(
-        jobs_by_split, output_dir, num_shards,
-        cityscapes_labels.prepare_example, _to_example,
+    return conversion.convert_splits(
+        resolve_splits(cityscapes_root, splits),
+        lambda split: _split_jobs(cityscapes_root, split,
+                                  create_panoptic_data, treat_crowd_as_ignore),
+        cityscapes_annotations.prepare_example, output_dir, num_shards,
         num_workers=num_workers, show_progress=show_progress)

@@ -1,7 +1,4 @@
-"""COCO panoptic categories and the per-image work of the COCO converter.
-
-Kept free of TensorFlow, like `cityscapes_labels.py`: the converter runs
-`prepare_example` in worker processes that import only NumPy and Pillow.
+"""COCO panoptic categories and DeepLab2's label space for them.
 
 Label space (DeepLab2's): COCO's 133 panoptic categories, in the order of
 the table below (ascending COCO id, the 80 things before the 53 stuff
@@ -9,18 +6,15 @@ classes), become labels 1..133; label 0 is void. A panoptic label is
 `label * 256 + instance`: thing instances are numbered 1, 2, ... per label
 in the order of the image's `segments_info`, stuff has instance 0, and a
 crowd (thing) segment has instance 0 and, when `treat_crowd_as_ignore`,
-label 0 too. Pixels outside every segment (id 0 in the PNG) are void.
+label 0 too. Pixels outside every segment (id 0 in the PNG) are void
+(`coco_annotations.py` builds those labels).
+
+Free of TensorFlow: the converter's worker processes read these tables.
 """
 
 import collections
-import dataclasses
-import json
-import os
-from typing import Mapping, Optional
 
 import numpy as np
-
-from deeplab2.data import image_files
 
 NUM_CLASSES = 134  # 133 categories plus void (label 0).
 IGNORE_LABEL = 0
@@ -201,141 +195,3 @@ def coco_id_to_label(coco_id: int) -> int:
     except KeyError:
         raise KeyError(f'{coco_id} is not a COCO panoptic category id.'
                        ) from None
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageJob:
-    """Everything one worker needs to prepare one Example."""
-    image_path: str
-    image_name: str
-    panoptic_png: Optional[str] = None
-    segments: Optional[tuple] = None
-    treat_crowd_as_ignore: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedExample:
-    """A job's result: the image file bytes (checked) and the label."""
-    image_bytes: bytes
-    image_name: str
-    height: int
-    width: int
-    panoptic_label: Optional[np.ndarray] = None
-
-
-def read_panoptic_json(json_path: str) -> dict[str, tuple[str, tuple]]:
-    """Maps PNG name without suffix -> (PNG name, segments_info).
-
-    COCO names a panoptic PNG as its image (`000000000139.png` for
-    `000000000139.jpg`); that shared stem is how images find their
-    annotation, as in DeepLab2.
-    """
-    try:
-        with open(json_path) as f:
-            annotations = json.load(f)['annotations']
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f'Cannot read panoptic annotations {json_path}: {error!r}'
-        ) from error
-    segments_by_stem, image_ids = {}, set()
-    for annotation in annotations:
-        try:
-            image_id = annotation['image_id']
-            png_name = annotation['file_name']
-            segments = tuple(annotation['segments_info'])
-        except (KeyError, TypeError) as error:
-            raise ValueError(f'{json_path}: malformed annotation '
-                             f'{str(annotation)[:200]}: {error!r}') from error
-        if image_id in image_ids:
-            raise ValueError(
-                f'{json_path}: image id {image_id} appears twice.')
-        image_ids.add(image_id)
-        segments_by_stem[os.path.splitext(png_name)[0]] = (png_name, segments)
-    return segments_by_stem
-
-
-def _segment_id_map(panoptic_png: str) -> np.ndarray:
-    image = image_files.open_image(panoptic_png)
-    if image.mode != 'RGB':
-        raise ValueError(
-            f'Panoptic annotation {panoptic_png} must be RGB, got mode '
-            f'{image.mode}.')
-    # COCO colours segment id s as [s % 256, s // 256 % 256, s // 65536].
-    return np.dot(np.asarray(image, dtype=np.int32), [1, 256, 256 * 256])
-
-
-def _segment_label(segment: dict, panoptic_png: str) -> int:
-    try:
-        return coco_id_to_label(segment['category_id'])
-    except KeyError:
-        raise ValueError(
-            f'{panoptic_png}: segment {segment["id"]} has category_id '
-            f'{segment["category_id"]}, not a COCO panoptic category.'
-        ) from None
-
-
-def panoptic_label_from_annotation(panoptic_png: str, segments,
-                                   treat_crowd_as_ignore: bool) -> np.ndarray:
-    """int32 [H, W] map `label * 256 + instance`, as DeepLab2 builds it.
-
-    Raises:
-      ValueError: naming `panoptic_png`, for an unreadable or non-RGB PNG,
-        an unknown category, a segment whose pixel count is not its `area`,
-        a crowd stuff segment, too many instances, or a non-zero segment id
-        in the PNG that `segments` does not describe.
-    """
-    segment_ids = _segment_id_map(panoptic_png)
-    semantic = np.full(segment_ids.shape, IGNORE_LABEL, np.int32)
-    instance = np.zeros(segment_ids.shape, np.int32)
-    instances_per_label = collections.Counter()
-    for segment in segments:
-        label = _segment_label(segment, panoptic_png)
-        mask = segment_ids == segment['id']
-        area = int(np.count_nonzero(mask))
-        if area != segment['area']:
-            raise ValueError(
-                f'{panoptic_png}: segment {segment["id"]} covers {area} '
-                f'pixels, but the json says {segment["area"]}.')
-        is_crowd = bool(segment.get('iscrowd', 0))
-        if label not in THING_LABELS:
-            if is_crowd:
-                raise ValueError(
-                    f'{panoptic_png}: stuff segment {segment["id"]} '
-                    f'(category_id {segment["category_id"]}) is marked '
-                    'iscrowd.')
-            semantic[mask] = label
-        elif is_crowd:
-            semantic[mask] = IGNORE_LABEL if treat_crowd_as_ignore else label
-        else:
-            semantic[mask] = label
-            instances_per_label[label] += 1
-            if instances_per_label[label] >= LABEL_DIVISOR:
-                raise ValueError(
-                    f'{panoptic_png}: more than {LABEL_DIVISOR - 1} '
-                    f'instances of category_id {segment["category_id"]}.')
-            instance[mask] = instances_per_label[label]
-    described = np.array([0] + [s['id'] for s in segments], np.int64)
-    unknown = np.setdiff1d(np.unique(segment_ids), described)
-    if unknown.size:
-        raise ValueError(
-            f'{panoptic_png}: segment ids {unknown[:10].tolist()} appear in '
-            'the PNG but not in its segments_info.')
-    return semantic * LABEL_DIVISOR + instance
-
-
-def prepare_example(job: ImageJob) -> PreparedExample:
-    """Reads and checks one image and builds its label (worker entry)."""
-    image = image_files.open_image(job.image_path)
-    with open(job.image_path, 'rb') as f:
-        image_bytes = f.read()  # Kept as is; non-RGB is converted on encoding.
-    panoptic_label = None
-    if job.panoptic_png is not None:
-        panoptic_label = panoptic_label_from_annotation(
-            job.panoptic_png, job.segments, job.treat_crowd_as_ignore)
-        if panoptic_label.shape != (image.height, image.width):
-            raise ValueError(
-                f'{job.panoptic_png}: size {panoptic_label.shape} differs '
-                f'from image {job.image_path} '
-                f'({image.height}, {image.width}).')
-    return PreparedExample(image_bytes, job.image_name, image.height,
-                           image.width, panoptic_label)

@@ -1,19 +1,20 @@
 """Writes per-split TFRecord shards from jobs prepared in worker processes.
 
-The dataset converters (`cityscapes.py`, `coco.py`) only list their jobs,
-say how one job becomes a prepared example (in a worker, free of
-TensorFlow) and how a prepared example becomes a serialized record (here).
-This module does the rest, the same way for every dataset:
+Generic over what a job is: callers (`conversion.convert_splits` for the
+dataset converters) give each split's jobs, a `prepare` function run in
+worker processes and a `to_record` function run here. This module does the
+rest, the same way for every dataset:
 
 * shard `i` of `n` is `<split>-%05d-of-%05d.tfrecord` and holds jobs
   `[i * ceil(N / n), (i + 1) * ceil(N / n))` in the order given (unused
   shards are empty files);
-* a shard is written under `<name>.incomplete` and renamed once complete,
-  so a rerun keeps every shard whose record count is right and rewrites
-  the others (stale `.incomplete` files are removed);
+* a shard is written under `<name>.incomplete` and renamed once complete
+  (`files.write_atomically`), so a rerun keeps every shard whose record
+  count is right and rewrites the others (stale `.incomplete` files are
+  removed);
 * jobs are prepared by a `spawn` process pool (or in this process when one
   worker is asked for), in order, with a bounded number in flight;
-* a one-line counter goes to stderr.
+* a one-line counter per split goes to stderr (`progress.Progress`).
 """
 
 import collections
@@ -24,10 +25,12 @@ import logging
 import math
 import multiprocessing
 import os
-import sys
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import tensorflow as tf
+
+from deeplab2 import files
+from deeplab2 import progress as progress_lib
 
 INCOMPLETE_SUFFIX = '.incomplete'
 
@@ -88,35 +91,17 @@ def preparer(prepare: PrepareFn, num_workers: int):
             raise
 
 
-class Progress:
-    """A one-line stderr counter."""
-
-    def __init__(self, split: str, total: int, done: int, enabled: bool):
-        self.split, self.total, self.done = split, total, done
-        self.enabled = enabled
-
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        if self.enabled:
-            print(f'\rConverting {self.split}: {self.done}/{self.total}',
-                  end='' if self.done < self.total else '\n',
-                  file=sys.stderr, flush=True)
-
-
 def write_shard(path: str, jobs: Sequence, prepare_jobs, to_record: ToRecordFn,
-                progress: Progress) -> None:
+                progress: progress_lib.Progress) -> None:
     """Writes one shard under a temporary name, renamed when complete."""
-    temp_path = path + INCOMPLETE_SUFFIX
-    try:
-        with tf.io.TFRecordWriter(temp_path) as writer:
+
+    def write(temporary: str) -> None:
+        with tf.io.TFRecordWriter(temporary) as writer:
             for prepared in prepare_jobs(jobs):
                 writer.write(to_record(prepared))
                 progress.advance()
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
-    os.replace(temp_path, path)
+
+    files.write_atomically(path, write, temporary=path + INCOMPLETE_SUFFIX)
 
 
 def plan_split(jobs: Sequence, output_dir: str, split: str,
@@ -171,8 +156,10 @@ def write_splits(jobs_by_split: Mapping[str, Sequence],
     with preparer(prepare, num_workers) as prepare_jobs:
         for split, todo in todo_by_split.items():
             total = len(jobs_by_split[split])
-            progress = Progress(split, total, total - sum(
-                len(shard_jobs) for _, shard_jobs in todo), show_progress)
+            progress = progress_lib.Progress(
+                total, label=f'Converting {split}:', unit='image',
+                done=total - sum(len(shard_jobs) for _, shard_jobs in todo),
+                live=show_progress)
             for path, shard_jobs in todo:
                 write_shard(path, shard_jobs, prepare_jobs, to_record,
                             progress)

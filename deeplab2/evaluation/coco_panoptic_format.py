@@ -1,11 +1,11 @@
 """Panoptic maps <-> the COCO panoptic format Cityscapes' evaluator reads.
 
 A prediction is a PNG whose RGB colour encodes a segment id
-(`R + 256 * G + 65536 * B`, 0 = void) plus a json entry listing the
-segments (`id`, `category_id`, `iscrowd`, `area`, `bbox`). The category ids
-must be those of the ground-truth json: train ids for DeepLab2's
-`*_trainId.json`, Cityscapes label ids for the benchmark server; pass
-`category_ids` to map train ids to the latter.
+(`R + 256 * G + 65536 * B`, 0 = void; `panoptic_png.py`) plus a json entry
+listing the segments (`id`, `category_id`, `iscrowd`, `area`, `bbox`). The
+category ids must be those of the ground-truth json: train ids for
+DeepLab2's `*_trainId.json`, Cityscapes label ids for the benchmark server;
+pass `category_ids` to map train ids to the latter.
 
 Segment ids written here are `category_id * label_divisor + instance + 1`:
 unique, never 0, and readable back to the panoptic id.
@@ -15,30 +15,19 @@ import json
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
 from deeplab2 import files
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import label_maps
 
-_MAX_SEGMENT_ID = 256 ** 3 - 1
 # Largest id range mapped through a dense table (32 MiB of int64).
 _DENSE_LOOKUP_LIMIT = 1 << 22
 
 
-def segment_ids_to_rgb(segment_ids: np.ndarray) -> np.ndarray:
-    """uint8 [H, W, 3] colours of [H, W] segment ids."""
-    ids = np.asarray(segment_ids, np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256],
-                    axis=-1).astype(np.uint8)
-
-
-def rgb_to_segment_ids(rgb: np.ndarray) -> np.ndarray:
-    """int32 [H, W] segment ids of uint8 [H, W, 3] colours."""
-    rgb = np.asarray(rgb)
-    ids = rgb[..., 2].astype(np.int32) << 16
-    ids |= rgb[..., 1].astype(np.int32) << 8
-    ids |= rgb[..., 0]
-    return ids
+# The PNG half of the format; the colour rule itself is in panoptic_png,
+# which the converters share.
+write_panoptic_png = panoptic_png.write
+read_panoptic_png = panoptic_png.read
 
 
 def _bounding_boxes(index: np.ndarray, count: int) -> np.ndarray:
@@ -91,7 +80,8 @@ def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
     segment_of_row = np.zeros(ids.size, np.int64)
     segment_of_row[~void] = (categories[classes[~void]] * label_divisor
                              + instances[~void] + 1)
-    if segment_of_row.size and segment_of_row.max() > _MAX_SEGMENT_ID:
+    if (segment_of_row.size
+            and segment_of_row.max() > panoptic_png.MAX_SEGMENT_ID):
         raise ValueError(f'Image {image}: segment id {segment_of_row.max()} '
                          'does not fit a 24-bit PNG colour.')
     index = index.reshape(panoptic.shape)
@@ -109,21 +99,6 @@ def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
         for segment, row in zip(segments, np.flatnonzero(~void)):
             segment['score'] = float(sums[row] / areas[row])
     return segment_of_row[index], segments
-
-
-def write_panoptic_png(path: str, segment_ids: np.ndarray) -> None:
-    """Writes the RGB-encoded segment ids, via a temporary name."""
-    rgb = Image.fromarray(segment_ids_to_rgb(segment_ids))
-    files.write_atomically(path, rgb.save)
-
-
-def read_panoptic_png(path: str) -> np.ndarray:
-    """int32 [H, W] segment ids of an RGB panoptic PNG."""
-    with Image.open(path) as image:
-        if image.mode != 'RGB':
-            raise ValueError(f'Panoptic PNG {path} must be RGB, got mode '
-                             f'{image.mode}.')
-        return rgb_to_segment_ids(np.asarray(image))
 
 
 def annotation(image_id: str, file_name: str, segments: list) -> dict:

@@ -17,7 +17,7 @@ import pytest
 
 from deeplab2 import common
 from deeplab2.data import cityscapes
-from deeplab2.data import cityscapes_labels
+from deeplab2.data import cityscapes_annotations
 from deeplab2.data import tfrecord
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_semantic_data_stores_label_train_id_pngs(mini_root, tmp_path):
 def test_rerun_after_interruption_keeps_shards_and_loses_nothing(
         fixtures_dir, mini_root, tmp_path, monkeypatch):
     output_dir = tmp_path / 'out'
-    prepare = cityscapes_labels.prepare_example
+    prepare = cityscapes_annotations.prepare_example
     calls, crash = [], [True]
 
     def failing_on_second(job):
@@ -122,7 +122,7 @@ def test_rerun_after_interruption_keeps_shards_and_loses_nothing(
             raise RuntimeError('simulated crash')
         return prepare(job)
 
-    monkeypatch.setattr(cityscapes_labels, 'prepare_example',
+    monkeypatch.setattr(cityscapes_annotations, 'prepare_example',
                         failing_on_second)
     with pytest.raises(RuntimeError, match='simulated crash'):
         cityscapes.convert_cityscapes(str(mini_root), str(output_dir),

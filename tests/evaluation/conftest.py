@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from deeplab2.data import cityscapes_annotations
 from deeplab2.data import cityscapes_labels
 
 NUM_CLASSES = cityscapes_labels.NUM_CLASSES
@@ -31,7 +32,7 @@ def _load_split(fixtures_dir, split):
     folder = root / f'cityscapes_panoptic_{split}_trainId'
     with open(json_path) as f:
         annotations = json.load(f)['annotations']
-    maps = [cityscapes_labels.panoptic_label_from_annotation(
+    maps = [cityscapes_annotations.panoptic_label_from_annotation(
         str(folder / a['file_name']), a['segments_info'],
         treat_crowd_as_ignore=False).astype(np.int64) for a in annotations]
     return GroundTruthSplit(json_path, folder,

@@ -43,13 +43,6 @@ def test_json_written(tmp_path):
                                      'categories': []}
 
 
-def test_rgb_encoding():
-    ids = np.array([[0, 1, 256, 65536 + 2]])
-    rgb = coco_panoptic_format.segment_ids_to_rgb(ids)
-    assert rgb.tolist() == [[[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 1]]]
-    np.testing.assert_array_equal(coco_panoptic_format.rgb_to_segment_ids(rgb), ids)
-
-
 def test_bad_category_ids_named():
     with pytest.raises(ValueError, match='one id per class'):
         coco_panoptic_format.panoptic_to_segments(np.zeros((2, 2), int), 19, 255,

@@ -275,11 +275,12 @@ def _scores(panoptic):
 
 
 def _load_val(gt_fine: pathlib.Path):
-    from deeplab2.data import cityscapes_labels
+    from deeplab2.data import cityscapes_annotations
     with open(gt_fine / 'cityscapes_panoptic_val_trainId.json') as f:
         annotations = json.load(f)['annotations']
     folder = gt_fine / 'cityscapes_panoptic_val_trainId'
-    return [(a['image_id'], cityscapes_labels.panoptic_label_from_annotation(
+    to_label = cityscapes_annotations.panoptic_label_from_annotation
+    return [(a['image_id'], to_label(
         str(folder / a['file_name']), a['segments_info'],
         treat_crowd_as_ignore=False).astype(np.int64)) for a in annotations]
 
