@@ -9,13 +9,16 @@ The SavedModel takes uint8 images of any batch and size (`serving_default`,
 input `images`) or one JPEG/PNG string (`serving_encoded`, input
 `encoded_image`) and returns the panoptic, semantic and instance maps (and
 the raw network outputs with --include_network_outputs). TFLite and ONNX
-hold the network outputs only. See deeplab2/export.py.
+hold the network outputs only. See deeplab2/export.py. A Keras-native copy
+of the whole model (for further training in Keras) is `model.save('m.keras')`
+instead; see the README.
 """
 
 from absl import app
 from absl import flags
 
 from deeplab2 import cli  # first: it quiets TensorFlow's start-up
+from deeplab2 import serving  # the format names; no TensorFlow
 
 _CONFIG_FILE = flags.DEFINE_string('config_file', None,
                                    'Config the checkpoint was trained with.',
@@ -29,9 +32,8 @@ _CHECKPOINT_PATH = flags.DEFINE_string(
 _OUTPUT_PATH = flags.DEFINE_string(
     'output_path', None, 'SavedModel folder, or .tflite / .onnx file.',
     required=True)
-_FORMAT = flags.DEFINE_enum('format', 'saved_model',
-                            ['saved_model', 'tflite', 'onnx'],
-                            'What to write.')
+_FORMAT = flags.DEFINE_enum('format', serving.FORMATS[0],
+                            list(serving.FORMATS), 'What to write.')
 _CROP_SIZE = flags.DEFINE_list(
     'crop_size', None, 'height,width: fix the input size (default: any '
     'size; ASPP pooling is global either way).')

@@ -135,3 +135,22 @@ def test_start_up_filter_keeps_real_lines():
         b'/site-packages/x.py:3: DeprecationWarning: something\n',
     ]
     assert [line for line in noise + kept if not cli._is_noise(line)] == kept
+
+
+def test_export_formats_come_from_the_serving_contract(repo_root):
+    """--format offers exactly serving.FORMATS, and --help answers without
+    loading TensorFlow (the flags are defined before it loads)."""
+    from deeplab2 import serving
+    code = ('import runpy, sys\n'
+            f"sys.argv = ['export_model.py', '--help']\n"
+            'try:\n'
+            f"    runpy.run_path({str(repo_root / 'scripts/export_model.py')!r},"
+            " run_name='__main__')\n"
+            'except SystemExit:\n'
+            '    pass\n'
+            "print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+    result = subprocess.run([sys.executable, '-c', code], cwd=repo_root,
+                            capture_output=True, text=True, timeout=120,
+                            env=_environment())
+    assert f'--format: <{"|".join(serving.FORMATS)}>' in result.stdout
+    assert 'tensorflow loaded: False' in result.stdout

@@ -1,6 +1,6 @@
 """predict: outputs per image agree with an independent run of our
 inference (decoded PNG, JSON areas/boxes/scores, overlay size), both
-back-ends, the CLI, and bad input."""
+Predictor back-ends, batches, the CLI, and bad input."""
 
 import io
 import json
@@ -16,6 +16,8 @@ import tensorflow as tf
 from deeplab2 import compat
 from deeplab2 import config as config_lib
 from deeplab2 import predict
+from deeplab2 import predictor as predictor_lib
+from deeplab2 import progress as progress_lib
 from deeplab2.data import datasets
 from deeplab2.data import preprocessing
 from deeplab2.model import builder
@@ -35,8 +37,7 @@ def fixture(fixtures_dir):
 @pytest.fixture(scope='module')
 def backend(fixture):
     config_file, checkpoint = fixture
-    return predict.CheckpointBackend(config_lib.load_config(config_file),
-                                     str(checkpoint))
+    return predictor_lib.Predictor.from_checkpoint(config_file, checkpoint)
 
 
 @pytest.fixture(scope='module')
@@ -154,10 +155,10 @@ def test_eval_crop_size_equals_evaluator_and_crop_does_not_matter(
         image, None, crop_height=97, crop_width=161, is_training=False)
     expected = reference(evaluated.numpy().astype(np.uint8))
     ours = backend(image)
-    small_crop = predict.CheckpointBackend(config_lib.load_config(
+    small_crop = predictor_lib.Predictor.from_checkpoint(config_lib.load_config(
         fixture[0], ['train_dataset_options.crop_size=33,65',
                      'eval_dataset_options.crop_size=33,65']),
-        str(fixture[1]))(image)
+        fixture[1])(image)
     for key in predict.OUTPUT_KEYS:
         np.testing.assert_array_equal(ours[key], expected[key], err_msg=key)
         np.testing.assert_array_equal(small_crop[key], expected[key],
@@ -171,7 +172,8 @@ def test_saved_model_backend_equals_checkpoint_backend(restored, backend,
     from deeplab2 import export
     config, model = restored
     export.export_model(config, model, tmp_path / 'saved')
-    served = predict.build_backend(config, saved_model=str(tmp_path / 'saved'))
+    served = predictor_lib.build_predictor(
+        config, saved_model=str(tmp_path / 'saved'))
     paths = [str(images / 'street.png')]
     predict.predict_images(served, DESCRIPTOR, paths, str(tmp_path / 'sm'))
     predict.predict_images(backend, DESCRIPTOR, paths, str(tmp_path / 'ck'))
@@ -198,13 +200,13 @@ def test_saved_model_without_the_contract_is_named(tmp_path):
     tf.saved_model.save(module, str(tmp_path / 'partial'),
                         signatures={'serving_default': module.serve})
     with pytest.raises(ValueError, match=r'lacks outputs \[.semantic_pred'):
-        predict.SavedModelBackend(str(tmp_path / 'partial'))
+        predictor_lib.Predictor.from_saved_model(tmp_path / 'partial')
     tf.saved_model.save(module, str(tmp_path / 'other'),
                         signatures={'other': module.serve})
     with pytest.raises(ValueError, match="no 'serving_default' signature"):
-        predict.SavedModelBackend(str(tmp_path / 'other'))
+        predictor_lib.Predictor.from_saved_model(tmp_path / 'other')
     with pytest.raises(FileNotFoundError, match='missing'):
-        predict.SavedModelBackend(str(tmp_path / 'missing'))
+        predictor_lib.Predictor.from_saved_model(tmp_path / 'missing')
 
 
 def test_unreadable_image_is_skipped_and_named(backend, images, tmp_path):
@@ -298,19 +300,56 @@ def test_find_images_and_output_names(tmp_path):
 
 def test_backend_choice_is_exactly_one():
     with pytest.raises(ValueError, match='exactly one'):
-        predict.build_backend(None)
+        predictor_lib.build_predictor(None)
     with pytest.raises(ValueError, match='exactly one'):
-        predict.build_backend(None, checkpoint_path='a', saved_model='b')
+        predictor_lib.build_predictor(None, checkpoint_path='a',
+                                      saved_model='b')
 
 
-def test_progress_line():
+def test_predictor_batch_equals_single_images(backend):
+    """A batch gives each image's maps, batch first; one image drops it."""
+    images = np.stack([_random_scene(65, 97, 6), _random_scene(65, 97, 7)])
+    batched = backend(images)
+    assert sorted(batched) == sorted(predict.OUTPUT_KEYS)
+    for index, image in enumerate(images):
+        single = backend(image)
+        for key in predict.OUTPUT_KEYS:
+            assert single[key].shape == (65, 97)
+            np.testing.assert_array_equal(batched[key][index], single[key],
+                                          err_msg=key)
+
+
+def test_predictor_refuses_what_is_not_uint8_rgb():
+    def unreachable(images):
+        raise AssertionError('the checks come first')
+    predictor = predictor_lib.Predictor(unreachable)
+    with pytest.raises(TypeError, match='uint8 RGB images.*float32'):
+        predictor(np.zeros([4, 4, 3], np.float32))
+    for shape in ([4, 4], [4, 4, 4], [1, 1, 4, 4, 3], [0, 4, 4, 3]):
+        with pytest.raises(ValueError, match=r'got shape \(' + str(shape[0])):
+            predictor(np.zeros(shape, np.uint8))
+
+
+def test_progress_counts_images_with_their_names(tmp_path):
+    """predict_images advances the reporter it is given, once per image,
+    skipped ones included; `semantic_pred` alone is a valid model output."""
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    Image.fromarray(_random_scene(8, 8, 8)).save(folder / 'a.png')
+    (folder / 'b.png').write_bytes(b'broken')
     stream = io.StringIO()
-    progress = predict.Progress(2, stream=stream, enabled=True)
-    progress.update(1, 'a.png')
-    progress.update(2, 'b.png')
+    progress = progress_lib.Progress(2, unit='image', stream=stream,
+                                     live=True)
+    semantic_only = lambda image: {'semantic_pred': np.full(  # noqa: E731
+        image.shape[:2], 7, np.int32)}
+    result = predict.predict_images(
+        semantic_only, DESCRIPTOR, [str(folder / 'a.png'),
+                                    str(folder / 'b.png')],
+        str(tmp_path / 'out'), progress)
+    assert result.written == ['a'] and len(result.skipped) == 1
     text = stream.getvalue()
-    assert '[1/2]' in text and 'a.png' in text and 'ETA' in text
-    assert text.endswith('\n')
-    quiet = io.StringIO()
-    predict.Progress(2, stream=quiet, enabled=False).update(1, 'a.png')
-    assert quiet.getvalue() == ''
+    assert '1/2' in text and 'a.png' in text and 's/image' in text
+    assert '2/2' in text and 'b.png' in text and text.endswith('\n')
+    content = json.loads((tmp_path / 'out' / 'a_segments.json').read_text())
+    assert [(s['category_id'], s['area'], s['score'])
+            for s in content['segments']] == [(7, 64, None)]

@@ -1,10 +1,15 @@
-"""Reading DeepLab2 checkpoints (and ours) into models from build_model."""
+"""Reading DeepLab2 checkpoints (and ours) into models from build_model.
 
-from deeplab2.compat.checkpoint import CheckpointMismatchError
-from deeplab2.compat.checkpoint import CorruptCheckpointError
-from deeplab2.compat.checkpoint import RestoreSummary
-from deeplab2.compat.checkpoint import convert_checkpoint
-from deeplab2.compat.checkpoint import restore_checkpoint
-from deeplab2.compat.checkpoint import restore_initial_checkpoint
-from deeplab2.compat.checkpoint import save_model_checkpoint
-from deeplab2.compat.checkpoint import unreadable_is_corrupt
+Names load on first use: the checkpoint code imports TensorFlow, and
+`deeplab2.compat.naming` (the spelling rules alone) should not.
+"""
+
+from deeplab2 import lazy_exports
+
+_CHECKPOINT = 'deeplab2.compat.checkpoint'
+_EXPORTS = {name: _CHECKPOINT for name in (
+    'CheckpointMismatchError', 'CorruptCheckpointError', 'RestoreSummary',
+    'convert_checkpoint', 'restore_checkpoint', 'restore_initial_checkpoint',
+    'save_model_checkpoint', 'unreadable_is_corrupt')}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports.attach(__name__, _EXPORTS)

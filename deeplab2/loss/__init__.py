@@ -1,7 +1,14 @@
-"""Panoptic-DeepLab losses: top-k softmax cross-entropy, MSE and L1."""
+"""Panoptic-DeepLab losses: top-k softmax cross-entropy, MSE and L1.
 
-from deeplab2.loss.base_loss import average_top_k_loss
-from deeplab2.loss.builder import build_loss
-from deeplab2.loss.panoptic_deeplab import PanopticDeepLabLoss
+Names load on first use (they import TensorFlow).
+"""
 
-__all__ = ['PanopticDeepLabLoss', 'average_top_k_loss', 'build_loss']
+from deeplab2 import lazy_exports
+
+_EXPORTS = {
+    'PanopticDeepLabLoss': 'deeplab2.loss.panoptic_deeplab',
+    'average_top_k_loss': 'deeplab2.loss.base_loss',
+    'build_loss': 'deeplab2.loss.builder',
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports.attach(__name__, _EXPORTS)

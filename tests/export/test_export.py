@@ -237,7 +237,7 @@ def test_bad_encoded_image_gets_a_clear_error(serving, value, expected):
 
 def test_failed_export_leaves_nothing(narrow, tmp_path, monkeypatch):
     def fail_half_way(module, path, encoded=True):
-        pathlib.Path(path).mkdir()
+        pathlib.Path(path).mkdir(exist_ok=True)
         (pathlib.Path(path) / 'saved_model.pb').write_bytes(b'partial')
         raise RuntimeError('disk full')
 
@@ -278,14 +278,14 @@ def test_overwrite_refuses_a_folder_that_is_not_an_export(narrow, tmp_path):
 
 
 def test_next_export_removes_what_a_killed_export_left(narrow, tmp_path):
-    stale = [tmp_path / f'.exported.tmp-{"ab" * 16}',
+    stale = [tmp_path / f'.exported.staging-{"ab" * 16}',
              tmp_path / f'.exported.old-{"cd" * 16}']
     for folder in stale:
         folder.mkdir()
         (folder / 'saved_model.pb').write_bytes(b'partial')
     # Not our staging names for this output path: kept.
-    kept = [f'.exported.tmp-{"ab" * 15}', f'.other.tmp-{"ab" * 16}',
-            f'exported.tmp-{"ab" * 16}']
+    kept = [f'.exported.staging-{"ab" * 15}', f'.other.staging-{"ab" * 16}',
+            f'exported.staging-{"ab" * 16}']
     for name in kept:
         (tmp_path / name).mkdir()
     options = export.ExportOptions(with_postprocessing=False)
@@ -293,6 +293,36 @@ def test_next_export_removes_what_a_killed_export_left(narrow, tmp_path):
                         options=options)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         kept + ['exported'])
+
+
+def test_file_formats_are_staged_and_replace_only_with_overwrite(
+        narrow, tmp_path, monkeypatch):
+    """TFLite/ONNX files go through a staging sibling: a failed conversion
+    leaves nothing, --overwrite replaces a file or an empty folder."""
+    def fail(module):
+        raise RuntimeError('converter crashed')
+    monkeypatch.setattr(export, 'convert_to_onnx', fail)
+    with pytest.raises(RuntimeError, match='converter crashed'):
+        export.export_model(narrow.config, narrow.model,
+                            tmp_path / 'model.onnx', 'onnx')
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(export, 'convert_to_onnx', lambda module: b'onnx 1')
+    target = tmp_path / 'model.onnx'
+    export.export_model(narrow.config, narrow.model, target, 'onnx')
+    monkeypatch.setattr(export, 'convert_to_onnx', lambda module: b'onnx 2')
+    with pytest.raises(FileExistsError, match='model.onnx exists'):
+        export.export_model(narrow.config, narrow.model, target, 'onnx')
+    assert target.read_bytes() == b'onnx 1'
+    (tmp_path / f'.model.onnx.staging-{"ef" * 16}').write_bytes(b'killed')
+    export.export_model(narrow.config, narrow.model, target, 'onnx',
+                        overwrite=True)
+    assert target.read_bytes() == b'onnx 2'
+    (tmp_path / 'empty.onnx').mkdir()
+    export.export_model(narrow.config, narrow.model, tmp_path / 'empty.onnx',
+                        'onnx', overwrite=True)
+    assert (tmp_path / 'empty.onnx').read_bytes() == b'onnx 2'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'empty.onnx', 'model.onnx']
 
 
 def test_fixed_input_size_is_in_the_signature(narrow):
