@@ -6,16 +6,18 @@ median over --runs timed runs after --warmup untimed ones.
     --config_file=configs/cityscapes/panoptic_deeplab/mobilenet_v3_small_os16.textproto \
     --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto \
     --height=513 --width=1025
-  # Post-processing of a synthetic 1025x2049 prediction, batch 1 and 4:
+  # Post-processing of the outputs a perfect model would give for a
+  # synthetic 1025x2049 street scene (~60 things), batch 1 and 4:
   python scripts/benchmark.py postprocess --batch_sizes=1,4
   # Input pipeline throughput and peak RSS, training (without and with
-  # DeepLab2's AutoAugment policy) and eval, on synthetic 1024x2048 PNG
-  # examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
+  # DeepLab2's AutoAugment policy) and eval, on synthetic 1024x2048 street
+  # scenes as PNG examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
   python scripts/benchmark.py input --batch_sizes=2
   # Training step time (batch 1, crop 257x513 by default):
   python scripts/benchmark.py train --config_file=... --config_file=...
-  # PQ + mIoU over 50 synthetic 1024x2048 predictions, ours against
-  # cityscapesscripts' panoptic evaluator on the same files:
+  # PQ + mIoU over 50 flawed predictions of synthetic 1024x2048 street
+  # scenes, ours against cityscapesscripts' panoptic evaluator on the same
+  # files:
   python scripts/benchmark.py eval --num_images=50
   # Exported SavedModel latency (network + post-processing), random weights,
   # 1x1025x2049 by default:
@@ -30,9 +32,6 @@ import tempfile
 
 from absl import app
 from absl import flags
-
-from deeplab2 import benchmark
-from deeplab2.evaluation import benchmark as eval_benchmark
 
 _DEFAULT_CONFIG = 'configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto'
 
@@ -49,51 +48,78 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 50,
                                    'eval: number of synthetic predictions.')
 
-# The policy of DeepLab2's configs that use AutoAugment.
-_AUTOAUGMENT_POLICY = 'simple_classification_policy_magnitude_scale_0.2'
+# Each benchmark module is imported by its runner alone, so that `eval`
+# (NumPy only) does not load TensorFlow.
 
-_BENCHMARKS = ('network', 'postprocess', 'input', 'train', 'eval', 'serve')
+
+def _batch_sizes():
+    return [int(size) for size in _BATCH_SIZES.value]
+
+
+def _size(height, width):
+    return _HEIGHT.value or height, _WIDTH.value or width
+
+
+def _per_config_and_batch_size(benchmark, height, width):
+    """benchmark(config, height, width, batch_size=, runs=, warmup=) for
+    every --config_file and --batch_sizes pair."""
+    return [benchmark(path, *_size(height, width), batch_size=size,
+                      runs=_RUNS.value, warmup=_WARMUP.value)
+            for path in _CONFIG_FILES.value for size in _batch_sizes()]
+
+
+def _network():
+    from deeplab2.benchmarks import network
+    return _per_config_and_batch_size(network.network_forward, 513, 1025)
+
+
+def _postprocess():
+    from deeplab2.benchmarks import postprocess
+    return [result for path in _CONFIG_FILES.value
+            for result in postprocess.postprocess(
+                path, *_size(1025, 2049), batch_sizes=_batch_sizes(),
+                runs=_RUNS.value, warmup=_WARMUP.value)]
+
+
+def _input():
+    from deeplab2.benchmarks import input_pipeline
+    from deeplab2.benchmarks import scenes
+    modes = [(True, ''), (True, input_pipeline.AUTOAUGMENT_POLICY),
+             (False, '')]
+    with tempfile.TemporaryDirectory() as folder:
+        pattern = scenes.write_tfrecords(folder)
+        return [input_pipeline.input_pipeline_throughput(
+            pattern, is_training, batch_size=size, batches=_RUNS.value * 3,
+            warmup=_WARMUP.value, autoaugment_policy=policy)
+            for is_training, policy in modes for size in _batch_sizes()]
+
+
+def _train():
+    from deeplab2.benchmarks import train
+    return _per_config_and_batch_size(train.train_step, 257, 513)
+
+
+def _eval():
+    from deeplab2.benchmarks import evaluation
+    with tempfile.TemporaryDirectory() as folder:
+        return [evaluation.eval_speed(folder, _NUM_IMAGES.value,
+                                      *_size(1024, 2048), runs=_RUNS.value)]
+
+
+def _serve():
+    from deeplab2.benchmarks import serve
+    return _per_config_and_batch_size(serve.serve_latency, 1025, 2049)
+
+
+BENCHMARKS = {'network': _network, 'postprocess': _postprocess,
+              'input': _input, 'train': _train, 'eval': _eval,
+              'serve': _serve}
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in _BENCHMARKS:
-        raise app.UsageError(f'Name one benchmark: {", ".join(_BENCHMARKS)}')
-    batch_sizes = [int(size) for size in _BATCH_SIZES.value]
-    if argv[1] == 'network':
-        results = [benchmark.network_forward(
-            path, _HEIGHT.value or 513, _WIDTH.value or 1025,
-            batch_size=size, runs=_RUNS.value, warmup=_WARMUP.value)
-            for path in _CONFIG_FILES.value for size in batch_sizes]
-    elif argv[1] == 'train':
-        results = [benchmark.train_step(
-            path, _HEIGHT.value or 257, _WIDTH.value or 513, batch_size=size,
-            runs=_RUNS.value, warmup=_WARMUP.value)
-            for path in _CONFIG_FILES.value for size in batch_sizes]
-    elif argv[1] == 'eval':
-        with tempfile.TemporaryDirectory() as folder:
-            results = [eval_benchmark.eval_speed(
-                folder, _NUM_IMAGES.value, _HEIGHT.value or 1024,
-                _WIDTH.value or 2048, runs=_RUNS.value)]
-    elif argv[1] == 'serve':
-        results = [benchmark.serve_latency(
-            path, _HEIGHT.value or 1025, _WIDTH.value or 2049,
-            batch_size=size, runs=_RUNS.value, warmup=_WARMUP.value)
-            for path in _CONFIG_FILES.value for size in batch_sizes]
-    elif argv[1] == 'input':
-        with tempfile.TemporaryDirectory() as folder:
-            pattern = benchmark.write_synthetic_tfrecords(folder)
-            modes = [(True, ''), (True, _AUTOAUGMENT_POLICY), (False, '')]
-            results = [benchmark.input_pipeline_throughput(
-                pattern, is_training, batch_size=size, batches=_RUNS.value * 3,
-                warmup=_WARMUP.value, autoaugment_policy=policy)
-                for is_training, policy in modes for size in batch_sizes]
-    else:
-        results = [result for path in _CONFIG_FILES.value
-                   for result in benchmark.postprocess(
-                       path, _HEIGHT.value or 1025, _WIDTH.value or 2049,
-                       batch_sizes=batch_sizes, runs=_RUNS.value,
-                       warmup=_WARMUP.value)]
-    text = json.dumps({argv[1]: results}, indent=2)
+    if len(argv) != 2 or argv[1] not in BENCHMARKS:
+        raise app.UsageError(f'Name one benchmark: {", ".join(BENCHMARKS)}')
+    text = json.dumps({argv[1]: BENCHMARKS[argv[1]]()}, indent=2)
     print(text)
     if _OUTPUT.value:
         with open(_OUTPUT.value, 'w') as f:

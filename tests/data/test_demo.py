@@ -4,6 +4,7 @@ import glob
 import hashlib
 import inspect
 import os
+import pathlib
 
 import numpy as np
 from PIL import Image
@@ -11,8 +12,11 @@ import pytest
 import tensorflow as tf
 
 from deeplab2 import common
+from deeplab2 import files
 from deeplab2.data import datasets
 from deeplab2.data import demo
+from deeplab2.data import synthetic_cityscapes as raw_tree
+from deeplab2.data import synthetic_scene as scenes
 
 _NUM_TRAIN, _NUM_VAL = 4, 2
 _SMALL = dict(num_train=_NUM_TRAIN, num_val=_NUM_VAL, seed=0)
@@ -52,24 +56,24 @@ def materialized(tmp_path_factory):
 
 
 def test_generating_twice_gives_identical_files(tmp_path):
-    first = demo.generate_demo_cityscapes(str(tmp_path / 'a'), 3, 2)
-    second = demo.generate_demo_cityscapes(str(tmp_path / 'b'), 3, 2)
+    first = raw_tree.generate_demo_cityscapes(str(tmp_path / 'a'), 3, 2)
+    second = raw_tree.generate_demo_cityscapes(str(tmp_path / 'b'), 3, 2)
     hashes = _hashes(first)
     assert len(hashes) == 5 * 3
     assert hashes == _hashes(second)
-    demo.generate_demo_cityscapes(first, 3, 2)  # Rewriting in place.
+    raw_tree.generate_demo_cityscapes(first, 3, 2)  # Rewriting in place.
     assert _hashes(first) == hashes
 
 
 def test_seed_and_index_change_the_scene():
-    base = demo.generate_scene(0, 'train', 0)[0]
-    assert not np.array_equal(base, demo.generate_scene(0, 'train', 1)[0])
-    assert not np.array_equal(base, demo.generate_scene(1, 'train', 0)[0])
-    assert not np.array_equal(base, demo.generate_scene(0, 'val', 0)[0])
+    base = scenes.generate_scene(0, 'train', 0)[0]
+    assert not np.array_equal(base, scenes.generate_scene(0, 'train', 1)[0])
+    assert not np.array_equal(base, scenes.generate_scene(1, 'train', 0)[0])
+    assert not np.array_equal(base, scenes.generate_scene(0, 'val', 0)[0])
 
 
 def test_raw_layout_and_encodings(tmp_path):
-    root = demo.generate_demo_cityscapes(str(tmp_path), 2, 1, height=64,
+    root = raw_tree.generate_demo_cityscapes(str(tmp_path), 2, 1, height=64,
                                          width=128)
     images = sorted(glob.glob(os.path.join(
         root, 'leftImg8bit', '*', '*', '*_leftImg8bit.png')))
@@ -95,10 +99,10 @@ def test_raw_labels_are_consistent_and_varied():
     seen_labels, crowd_labels = set(), set()
     instance_sizes = []
     for index in range(12):
-        _, label_ids, instance_ids = demo.generate_scene(0, 'train', index)
-        demo.validate_cityscapes_labels(label_ids, instance_ids)
+        _, label_ids, instance_ids = scenes.generate_scene(0, 'train', index)
+        raw_tree.validate_cityscapes_labels(label_ids, instance_ids)
         seen_labels |= set(np.unique(label_ids).tolist())
-        things = np.isin(label_ids, demo.THING_LABEL_IDS)
+        things = np.isin(label_ids, scenes.THING_LABEL_IDS)
         crowd_labels |= set(np.unique(
             instance_ids[things & (instance_ids < 1000)]).tolist())
         ids, counts = np.unique(instance_ids[instance_ids >= 1000],
@@ -112,36 +116,36 @@ def test_raw_labels_are_consistent_and_varied():
 
 
 def test_instances_of_a_class_differ_in_colour():
-    rgb, _, instance_ids = demo.generate_scene(0, 'train', 2)
+    rgb, _, instance_ids = scenes.generate_scene(0, 'train', 2)
     means = [rgb[instance_ids == i].mean(axis=0)
-             for i in np.unique(instance_ids) if i // 1000 == demo.CAR]
+             for i in np.unique(instance_ids) if i // 1000 == scenes.CAR]
     assert len(means) >= 2
     assert np.abs(means[0] - means[1]).max() > 2
 
 
 def test_raw_label_check_catches_disagreement():
-    label_ids = np.full((4, 4), demo.CAR, np.uint8)
+    label_ids = np.full((4, 4), scenes.CAR, np.uint8)
     instance_ids = np.full((4, 4), 26001, np.uint16)
-    demo.validate_cityscapes_labels(label_ids, instance_ids)
-    label_ids[0, 0] = demo.PERSON
+    raw_tree.validate_cityscapes_labels(label_ids, instance_ids)
+    label_ids[0, 0] = scenes.PERSON
     with pytest.raises(ValueError, match='disagree'):
-        demo.validate_cityscapes_labels(label_ids, instance_ids)
+        raw_tree.validate_cityscapes_labels(label_ids, instance_ids)
     with pytest.raises(ValueError, match='without instances'):
-        demo.validate_cityscapes_labels(
-            np.full((1, 1), demo.ROAD), np.full((1, 1), 7001))
+        raw_tree.validate_cityscapes_labels(
+            np.full((1, 1), scenes.ROAD), np.full((1, 1), 7001))
 
 
 def test_panoptic_label_check():
     descriptor = datasets.DEMO
     label = np.array([[0, 2000, 13001, 13002], [13000, 255000, 11001, 18001]])
-    assert demo.validate_panoptic_label(label, descriptor) == {
+    assert raw_tree.validate_panoptic_label(label, descriptor) == {
         'thing_classes': [11, 13, 18], 'num_instances': 4,
         'crowd_classes': [13], 'void_pixels': 1}
     for bad, message in ((2001, 'without instances'),
                          (19000, 'unknown classes'),
                          (255001, 'void ids'), (-1, 'negative')):
         with pytest.raises(ValueError, match=message):
-            demo.validate_panoptic_label(np.array([[bad]]), descriptor)
+            raw_tree.validate_panoptic_label(np.array([[bad]]), descriptor)
 
 
 def test_converted_labels_are_valid(materialized):
@@ -151,7 +155,7 @@ def test_converted_labels_are_valid(materialized):
         labels = _read_panoptic_labels(tfrecord_dir, split)
         assert len(labels) == count
         for name, label in labels.items():
-            summaries[name] = demo.validate_panoptic_label(label,
+            summaries[name] = raw_tree.validate_panoptic_label(label,
                                                            datasets.DEMO)
     thing_classes = set().union(*(s['thing_classes']
                                   for s in summaries.values()))
@@ -189,7 +193,7 @@ def test_materialize_reuses_the_cache(materialized, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError('regenerated a cached dataset')
 
-    monkeypatch.setattr(demo, 'generate_demo_cityscapes', fail)
+    monkeypatch.setattr(raw_tree, 'generate_demo_cityscapes', fail)
     assert demo.materialize_demo_dataset(cache_dir, **_SMALL) == tfrecord_dir
     assert [os.stat(p).st_mtime_ns for p in shards] == mtimes
     # Only the finished folder is left, under a versioned name.
@@ -201,7 +205,7 @@ def test_materialize_reuses_the_cache(materialized, monkeypatch):
 def test_cache_env_var_is_honoured(materialized, monkeypatch, tmp_path):
     cache_dir, tfrecord_dir = materialized
     monkeypatch.setenv('DEEPLAB2_CACHE', cache_dir)
-    monkeypatch.setattr(demo, 'generate_demo_cityscapes', None)
+    monkeypatch.setattr(raw_tree, 'generate_demo_cityscapes', None)
     assert demo.materialize_demo_dataset(**_SMALL) == tfrecord_dir
     monkeypatch.delenv('DEEPLAB2_CACHE')
     monkeypatch.setenv('HOME', str(tmp_path))
@@ -221,10 +225,10 @@ def test_interrupted_build_leaves_no_cache(monkeypatch, tmp_path):
 
 
 def test_stale_partial_builds_are_removed(monkeypatch, tmp_path):
-    folder = os.path.basename(demo.demo_dataset_dir(str(tmp_path), 1, 1))
-    stale = tmp_path / (folder + '.partial-old')
-    fresh = tmp_path / (folder + '.partial-running')
-    other = tmp_path / 'unrelated.partial-old'
+    final = pathlib.Path(demo.demo_dataset_dir(str(tmp_path), 1, 1))
+    stale = files.sibling_path(final, 'staging')
+    fresh = files.sibling_path(final, 'staging')
+    other = files.sibling_path(tmp_path / 'unrelated', 'staging')
     for path in (stale, fresh, other):
         path.mkdir()
     os.utime(stale, (0, 0))
@@ -234,6 +238,23 @@ def test_stale_partial_builds_are_removed(monkeypatch, tmp_path):
     with pytest.raises(TypeError):
         demo.materialize_demo_dataset(str(tmp_path), num_train=1, num_val=1)
     assert sorted(os.listdir(tmp_path)) == sorted([fresh.name, other.name])
+
+
+def test_losing_the_build_race_returns_the_winners_cache(monkeypatch,
+                                                         tmp_path):
+    from deeplab2.data import cityscapes
+    final = pathlib.Path(demo.demo_dataset_dir(str(tmp_path), 1, 1))
+
+    def another_process_finishes_first(raw_dir, output_dir, **kwargs):
+        os.makedirs(final / 'tfrecord')
+        (final / 'tfrecord' / 'winner').touch()
+
+    monkeypatch.setattr(cityscapes, 'convert_cityscapes',
+                        another_process_finishes_first)
+    assert demo.materialize_demo_dataset(
+        str(tmp_path), num_train=1, num_val=1) == str(final / 'tfrecord')
+    assert os.listdir(final / 'tfrecord') == ['winner']
+    assert os.listdir(tmp_path) == [final.name]
 
 
 def test_demo_descriptor_sizes_match_the_defaults():

@@ -1,10 +1,11 @@
 """Speed of PQ + mIoU against cityscapesscripts' panoptic evaluator.
 
-Both read the same files: synthetic 1024x2048 ground truth and predictions
-written in the COCO panoptic format (RGB-encoded segment PNGs plus a json)
-that cityscapesscripts' `evaluatePanoptic` takes. Ours is timed twice: from
-the label maps in memory (what the evaluator does during training) and from
-the same files (PNG decoding included), so the comparison is like for like.
+Both read the same files: ground truth and flawed predictions of synthetic
+1024x2048 street scenes (`scenes`), written in the COCO panoptic format
+(RGB-encoded segment PNGs plus a json) that cityscapesscripts'
+`evaluatePanoptic` takes. Ours is timed twice: from the label maps in
+memory (what the evaluator does during training) and from the same files
+(PNG decoding included), so the comparison is like for like.
 """
 
 import concurrent.futures
@@ -14,10 +15,11 @@ import json
 import multiprocessing
 import os
 import statistics
-import time
 
 import numpy as np
 
+from deeplab2.benchmarks import scenes
+from deeplab2.benchmarks import timing
 from deeplab2.data import cityscapes_labels
 from deeplab2.evaluation import MeanIoU
 from deeplab2.evaluation import PanopticQuality
@@ -27,66 +29,16 @@ _DIVISOR = cityscapes_labels.LABEL_DIVISOR
 _IGNORE = cityscapes_labels.IGNORE_LABEL
 _NUM_CLASSES = cityscapes_labels.NUM_CLASSES
 _THINGS = tuple(sorted(cityscapes_labels.THING_CLASSES))
+NUM_THINGS = 40
 
 
-def _draw_ellipse(target, value, center, radii):
-    """Writes `value` into an axis-aligned ellipse, touching only its box."""
-    height, width = target.shape
-    top, bottom = (max(int(center[0] - radii[0]), 0),
-                   min(int(center[0] + radii[0]) + 1, height))
-    left, right = (max(int(center[1] - radii[1]), 0),
-                   min(int(center[1] + radii[1]) + 1, width))
-    rows, cols = np.ogrid[top:bottom, left:right]
-    inside = (((rows - center[0]) / radii[0]) ** 2
-              + ((cols - center[1]) / radii[1]) ** 2) <= 1
-    target[top:bottom, left:right][inside] = value
-
-
-def synthetic_pair(seed: int, height: int = 1024, width: int = 2048,
-                   num_instances: int = 40):
-    """(ground truth, prediction) panoptic maps like a Cityscapes image.
-
-    Ground truth: five stuff bands, `num_instances` thing ellipses, a void
-    border and one crowd region. Prediction: shifted boundaries, a few
-    missed, merged and extra instances.
-    """
-    rng = np.random.default_rng(seed)
-    scale = height / 1024  # sizes below are for a 1024-pixel-high image
-    gt = np.zeros([height, width], np.int64)
-    wave = (np.sin(np.arange(width) / 97.0) * height / 30).astype(int)
-    for label, top in zip([10, 2, 8, 1, 0],
-                          np.linspace(0, height, 6)[:-1].astype(int)):
-        rows = np.arange(height)[:, None]
-        gt[rows + wave[None, :] >= top] = label * _DIVISOR
-    border = max(int(40 * scale), 1)
-    gt[-border:] = _IGNORE * _DIVISOR  # ego vehicle
-    _draw_ellipse(gt, _THINGS[0] * _DIVISOR, (0.8 * height, 0.5 * width),
-                  (30 * scale, 200 * scale))  # a crowd of people
-    prediction = np.roll(gt, (4, -6), axis=(0, 1))
-    prediction[-border:] = prediction[-border - 1]
-    for index in range(num_instances):
-        class_id = int(rng.choice(_THINGS))
-        center = (rng.uniform(0.35, 0.9) * height,
-                  rng.uniform(0.02, 0.98) * width)
-        radii = (rng.uniform(15, 60) * scale + 1,
-                 rng.uniform(15, 90) * scale + 1)
-        instance = class_id * _DIVISOR + index + 1
-        _draw_ellipse(gt, instance, center, radii)
-        kind = index % 10
-        if kind == 0:  # missed
-            continue
-        if kind == 1:  # merged into the previous instance's id
-            instance = class_id * _DIVISOR + max(index, 1)
-        moved = (center[0] + rng.uniform(-4, 4), center[1] + rng.uniform(-6, 6))
-        _draw_ellipse(prediction, instance, moved,
-                      (radii[0] * rng.uniform(0.85, 1.1),
-                       radii[1] * rng.uniform(0.85, 1.1)))
-        if kind == 2:  # an extra detection nearby
-            _draw_ellipse(prediction, class_id * _DIVISOR + 500 + index,
-                          (center[0], min(center[1] + 120 * scale,
-                                           width - 1)),
-                          (12 * scale + 1, 12 * scale + 1))
-    return gt, prediction
+def evaluation_pair(seed: int, height: int = 1024, width: int = 2048,
+                    num_things: int = NUM_THINGS):
+    """(ground truth, prediction) int64 panoptic maps: a street scene with
+    `num_things` free-standing things, and scenes.flawed_prediction of it."""
+    _, gt = scenes.scene(seed, height, width, num_things)
+    gt = gt.astype(np.int64)
+    return gt, scenes.flawed_prediction(gt, seed)
 
 
 def _categories():
@@ -116,7 +68,8 @@ def write_split(folder: str, name: str, maps: list, image_ids: list,
         annotations.append(coco_panoptic_format.annotation(image_id, file_name,
                                                         segments))
     json_path = os.path.join(folder, name + '.json')
-    coco_panoptic_format.write_panoptic_json(json_path, annotations, categories)
+    coco_panoptic_format.write_panoptic_json(json_path, annotations,
+                                             categories)
     return json_path, png_folder
 
 
@@ -203,11 +156,7 @@ def _cityscapes(gt_files, pred_files, folder) -> dict:
 
 
 def _median_time(fn, runs: int):
-    times, result = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
+    times, result = timing.timed_runs(fn, runs)
     return statistics.median(times), times, result
 
 
@@ -216,7 +165,7 @@ def eval_speed(folder: str, num_images: int = 50, height: int = 1024,
     """Times ours (in memory, from files) and cityscapesscripts on the same
     `num_images` synthetic pairs; checks the PQs agree."""
     image_ids = [f'synthetic_{i:06d}_000019' for i in range(num_images)]
-    pairs = [synthetic_pair(seed, height, width)
+    pairs = [evaluation_pair(seed, height, width)
              for seed in range(num_images)]
     gt_files = write_split(folder, 'groundtruth', [p[0] for p in pairs],
                            image_ids, _categories())
