@@ -18,15 +18,15 @@ import pathlib
 import shutil
 import tarfile
 import tempfile
-import uuid
 import zlib
 
 from google.protobuf import message as message_lib
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from deeplab2 import common
 from deeplab2 import config as config_lib
+from deeplab2 import files
+from deeplab2 import private_api
 from deeplab2.compat import naming
 from deeplab2.model import builder
 
@@ -165,7 +165,7 @@ def _stored_keys(reader, shapes, variables) -> dict[str, str]:
     """
     if _OBJECT_GRAPH_KEY not in shapes:
         return {}
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph = private_api.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
     children = [{child.local_name: child.node_id for child in node.children}
                 for node in graph.nodes]
@@ -336,17 +336,23 @@ def save_model_checkpoint(model, prefix) -> str:
     """Writes the model's weights as our checkpoint (tf.train.Checkpoint of
     `model.checkpoint_items`, readable without conversion code).
 
-    Files are written under a temporary name and renamed, so a failure
-    leaves no half-written checkpoint at `prefix`. Returns the prefix.
+    The files are written in a staging folder beside `prefix` (named as
+    deeplab2.files names staging siblings, so remove_stale_siblings finds
+    one a killed writer left) and then moved next to it, so a failure leaves
+    no half-written checkpoint at `prefix`. Returns the prefix.
     """
     prefix = pathlib.Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    staging = prefix.parent / f'.{prefix.name}.tmp-{uuid.uuid4().hex}'
-    tf.train.Checkpoint(**model.checkpoint_items).write(str(staging))
-    # Sorted: the .data files before the .index that makes them visible.
-    for file in sorted(prefix.parent.glob(f'{staging.name}.*')):
-        os.replace(file, prefix.parent / (prefix.name +
-                                          file.name[len(staging.name):]))
+    staging = files.sibling_path(prefix, 'staging')
+    staging.mkdir()
+    try:
+        tf.train.Checkpoint(**model.checkpoint_items).write(
+            str(staging / prefix.name))
+        # Sorted: the .data files before the .index that makes them visible.
+        for file in sorted(staging.iterdir()):
+            os.replace(file, prefix.parent / file.name)
+    finally:
+        files.remove(staging)
     return str(prefix)
 
 

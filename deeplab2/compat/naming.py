@@ -9,9 +9,8 @@ tf.keras did.
 
 import keras
 import tensorflow as tf
-# TF's own traversal, so that our keys are exactly those a save writes.
-from tensorflow.python.checkpoint import graph_view
-from tensorflow.python.checkpoint import util as checkpoint_util
+
+from deeplab2 import private_api
 
 VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 
@@ -31,8 +30,9 @@ def deeplab2_key(our_key: str) -> str:
 def variable_keys(items: dict) -> dict[str, keras.Variable]:
     """{our checkpoint key: variable} for tf.train.Checkpoint(**items)."""
     root = tf.train.Checkpoint(**items)  # the view only holds a weak ref
-    view = graph_view.ObjectGraphView(root)
+    # TF's own traversal, so that our keys are exactly those a save writes.
+    view = private_api.ObjectGraphView(root)
     objects, _, _, _, names = (
-        checkpoint_util.objects_ids_and_slot_variables_and_paths(view))
+        private_api.objects_ids_and_slot_variables_and_paths(view))
     return {names[obj] + VALUE_SUFFIX: obj for obj in objects
             if isinstance(obj, (keras.Variable, tf.Variable))}

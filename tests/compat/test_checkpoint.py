@@ -2,6 +2,7 @@
 optimizer layouts, full-size name mapping, our format, and every error."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -378,10 +379,52 @@ def test_truncated_checkpoint_archive_names_it(saved_mobilenet, tmp_path):
 def test_export_and_predict_report_a_damaged_checkpoint(saved_mobilenet,
                                                         tmp_path):
     from deeplab2 import export
-    from deeplab2 import predict
+    from deeplab2 import predictor
     prefix, config, _ = saved_mobilenet
     damaged = _damaged_copy(prefix, tmp_path, 'truncated_data')
     with pytest.raises(compat.CorruptCheckpointError, match=damaged):
         export.load_model(config, damaged)
     with pytest.raises(compat.CorruptCheckpointError, match=damaged):
-        predict.CheckpointBackend(config, damaged)
+        predictor.Predictor.from_checkpoint(config, damaged)
+
+
+# ------------------------------------------------------ writing checkpoints
+
+
+class _Items:
+    """The one thing save_model_checkpoint reads from a model."""
+
+    def __init__(self):
+        self.checkpoint_items = {'encoder': tf.train.Checkpoint(
+            kernel=tf.Variable([[1.0, 2.0]]))}
+
+
+def test_saved_checkpoint_is_all_that_is_left(tmp_path):
+    prefix = compat.save_model_checkpoint(_Items(), tmp_path / 'out' / 'ckpt')
+    assert prefix == str(tmp_path / 'out' / 'ckpt')
+    assert sorted(path.name for path in (tmp_path / 'out').iterdir()) == [
+        'ckpt.data-00000-of-00001', 'ckpt.index']
+    assert tf.train.load_checkpoint(prefix).get_tensor(
+        'encoder/kernel/.ATTRIBUTES/VARIABLE_VALUE').tolist() == [[1.0, 2.0]]
+
+
+def test_failed_save_leaves_no_checkpoint(tmp_path, monkeypatch):
+    def write_data_then_fail(self, file_prefix, **kwargs):
+        pathlib.Path(f'{file_prefix}.data-00000-of-00001').write_bytes(b'x')
+        raise OSError('disk full')
+    monkeypatch.setattr(tf.train.Checkpoint, 'write', write_data_then_fail)
+    with pytest.raises(OSError, match='disk full'):
+        compat.save_model_checkpoint(_Items(), tmp_path / 'ckpt')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_files_move_data_before_index(tmp_path, monkeypatch):
+    """A reader that sees the .index must find the .data it points to."""
+    moved, real_replace = [], os.replace
+
+    def recording_replace(source, target):
+        moved.append(pathlib.Path(target).name)
+        real_replace(source, target)
+    monkeypatch.setattr(checkpoint_lib.os, 'replace', recording_replace)
+    compat.save_model_checkpoint(_Items(), tmp_path / 'ckpt')
+    assert moved == ['ckpt.data-00000-of-00001', 'ckpt.index']

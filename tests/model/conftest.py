@@ -1,6 +1,8 @@
 """The shared layer harness: one call checks a layer's output shapes, its
-get_config round trip, eager vs tf.function equality and one gradient step."""
+keras.saving round trip, eager vs tf.function equality and one gradient
+step."""
 
+import json
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -11,6 +13,10 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
+def _as_json(config):
+    return json.loads(json.dumps(config))
+
+
 def _shapes(outputs):
     return tf.nest.map_structure(lambda t: tuple(t.shape), outputs)
 
@@ -18,6 +24,9 @@ def _shapes(outputs):
 def check_layer(layer, inputs, expected_shapes, *, call_kwargs=None,
                 atol=1e-5):
     """Runs the four checks on `layer` and returns its inference outputs.
+
+    The layer's class must be registered with
+    keras.saving.register_keras_serializable, as a .keras file needs.
 
     Args:
       layer: an unbuilt keras layer.
@@ -30,14 +39,22 @@ def check_layer(layer, inputs, expected_shapes, *, call_kwargs=None,
     outputs = layer(inputs, training=False, **call_kwargs)
     assert _shapes(outputs) == expected_shapes
 
-    # get_config round trip: same config, same structure of variables.
-    config = layer.get_config()
-    clone = layer.__class__.from_config(config)
-    assert _shapes(clone(inputs, training=False, **call_kwargs)) == (
-        expected_shapes)
-    assert clone.get_config() == config
-    assert sorted(tuple(v.shape) for v in clone.weights) == sorted(
-        tuple(v.shape) for v in layer.weights)
+    # keras.saving round trip through JSON (what a .keras file holds): the
+    # same config, the same variables, and with the weights copied over the
+    # same outputs.
+    serialized = json.loads(json.dumps(
+        keras.saving.serialize_keras_object(layer)))
+    clone = keras.saving.deserialize_keras_object(serialized)
+    assert type(clone) is type(layer)
+    clone(inputs, training=False, **call_kwargs)
+    assert _as_json(clone.get_config()) == _as_json(layer.get_config())
+    assert [tuple(v.shape) for v in clone.weights] == [
+        tuple(v.shape) for v in layer.weights]
+    clone.set_weights(layer.get_weights())
+    for original, restored in zip(
+            tf.nest.flatten(outputs),
+            tf.nest.flatten(clone(inputs, training=False, **call_kwargs))):
+        np.testing.assert_array_equal(original.numpy(), restored.numpy())
 
     # Eager and graph execution agree.
     graph_call = tf.function(
@@ -109,10 +126,32 @@ def checkpoint_shapes(tmp_dir, **items) -> dict:
                 'save_counter')}
 
 
+def encoder_from_config(path):
+    """The encoder build_model makes for a config file (batch norm and
+    weight decay from its solver options), unbuilt."""
+    from deeplab2 import config as config_lib
+    from deeplab2.model import builder
+    return builder.build_model(config_lib.load_config(path),
+                               build=False).encoder
+
+
+def assert_encoder_layout(encoder, manifest, tmp_dir):
+    """The built encoder's checkpoint holds exactly the manifest's
+    `encoder/...` variables with their shapes, the moving statistics being
+    its non-trainable variables."""
+    expected = read_manifest(manifest, prefix='encoder/')
+    assert checkpoint_shapes(tmp_dir, encoder=encoder) == expected
+    moving = [k for k in expected if k.endswith(('/moving_mean',
+                                                 '/moving_variance'))]
+    assert len(encoder.non_trainable_variables) == len(moving)
+    assert len(encoder.trainable_variables) == len(expected) - len(moving)
+
+
 @pytest.fixture
 def checkpoint_layout():
-    """read_manifest / checkpoint_shapes / deeplab2_key, for layout tests."""
+    """The helpers above, for layout tests."""
     import types
-    return types.SimpleNamespace(read_manifest=read_manifest,
-                                 checkpoint_shapes=checkpoint_shapes,
-                                 deeplab2_key=deeplab2_key)
+    return types.SimpleNamespace(
+        read_manifest=read_manifest, checkpoint_shapes=checkpoint_shapes,
+        deeplab2_key=deeplab2_key, encoder_from_config=encoder_from_config,
+        assert_encoder_layout=assert_encoder_layout)

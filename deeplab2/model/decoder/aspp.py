@@ -10,6 +10,7 @@ is wrong (a cause of exported models scoring worse than eval), so here the
 branch always pools globally: identical at the crop size, right elsewhere.
 """
 
+import keras
 import tensorflow as tf
 
 from deeplab2.model.layers import base
@@ -22,6 +23,7 @@ from deeplab2.model.layers.normalization import BatchNormOptions
 _PROJECTION_DROPOUT = 0.1
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class ASPPConv(base.Layer):
     """3x3 atrous conv + batch norm + activation."""
 
@@ -48,6 +50,7 @@ class ASPPConv(base.Layer):
                 'activation': self.activation}
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class ASPPPool(base.Layer):
     """Global average pool -> 1x1 conv + BN + activation -> broadcast back.
 
@@ -85,6 +88,7 @@ class ASPPPool(base.Layer):
                 'activation': self.activation}
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class ASPP(base.Layer):
     """The ASPP module.
 

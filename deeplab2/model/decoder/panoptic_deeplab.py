@@ -20,6 +20,7 @@ from deeplab2.model.layers import convolutions
 from deeplab2.model.layers.normalization import BatchNormOptions
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class PanopticDeepLabSingleDecoder(base.Layer):
     """ASPP on the high-level features, then for each low-level feature
     (coarse to fine): project it by a 1x1 conv, upsample the running
@@ -108,6 +109,7 @@ class PanopticDeepLabSingleDecoder(base.Layer):
                 'activation': self.activation}
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class PanopticDeepLabSingleHead(base.Layer):
     """One 5x5 conv + BN + activation (`conv_block`), then a 1x1 conv with
     bias (`final_conv`); returns {pred_key: output}.

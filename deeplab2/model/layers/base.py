@@ -9,8 +9,8 @@ the same path.
 """
 
 import keras
-import tensorflow as tf
-from keras.src.utils import tracking as keras_tracking
+
+from deeplab2 import private_api
 
 
 class Layer(keras.layers.Layer):
@@ -34,14 +34,14 @@ class Layer(keras.layers.Layer):
         # unchanged. Stored through vars() to stay out of Keras' tracking.
         wrappers = vars(self).setdefault('_checkpoint_list_wrappers', {})
         for name, value in list(vars(self).items()):
-            if not (isinstance(value, keras_tracking.TrackedList) and value
+            if not (isinstance(value, private_api.TrackedList) and value
                     and all(isinstance(item, keras.layers.Layer)
                             for item in value)):
                 continue
             wrapper = wrappers.get(name)
             if wrapper is None or len(wrapper) != len(value) or any(
                     a is not b for a, b in zip(wrapper, value)):
-                wrapper = tf.__internal__.tracking.wrap(list(value))
+                wrapper = private_api.wrap_trackable_list(list(value))
                 wrappers[name] = wrapper
             children[name] = wrapper
         return children

@@ -18,6 +18,8 @@ import dataclasses
 import math
 from typing import Any
 
+import keras
+
 from deeplab2.model.layers import base
 from deeplab2.model.layers import drop_path
 from deeplab2.model.layers import residual_blocks
@@ -98,6 +100,7 @@ def plan_block_group(filters: int, num_blocks: int,
     return specs
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class BlockGroup(base.Layer):
     """Residual blocks `_block1`, `_block2`, ... (DeepLab2's names).
 

@@ -5,7 +5,8 @@ the rest after) and then convolves with VALID padding, where Keras' 'same'
 would put the extra row and column at the bottom-right. Stride-1
 convolutions use 'same' directly (odd kernels pad symmetrically anyway).
 The attribute names (`_conv`, `_batch_norm`, `_depthwise_conv`, ...) are
-DeepLab2's, because its checkpoints address variables by them.
+DeepLab2's, because its checkpoints address variables by them. The options,
+padding and batch norm + activation the blocks share live in `_ConvBlock`.
 """
 
 from typing import Any
@@ -31,6 +32,7 @@ def _is_unit_stride(strides) -> bool:
     return tuple(strides) == (1, 1)
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class Conv2D(keras.layers.Conv2D):
     """keras Conv2D calling tf.nn.conv2d with native dilations.
 
@@ -46,6 +48,7 @@ class Conv2D(keras.layers.Conv2D):
                             dilations=list(self.dilation_rate))
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class GlobalContext(base.Layer):
     """Adds a 1x1 conv of the global average to every position (SAC's
     pre/post context). Zero-initialized, so it starts as the identity."""
@@ -61,6 +64,7 @@ class GlobalContext(base.Layer):
         return inputs + self.convolution(pooled)
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class SwitchableAtrousConv2D(Conv2D):
     """Switchable atrous convolution (DetectoRS): one kernel applied at
     dilation r and 3r, blended per pixel by a learned switch computed from a
@@ -86,7 +90,72 @@ class SwitchableAtrousConv2D(Conv2D):
         return outputs
 
 
-class Conv2DSame(base.Layer):
+class _ConvBlock(base.Layer):
+    """What the conv blocks below share: their common options (and config),
+    the rule that batch norm replaces the bias, DeepLab2's padding of
+    strided convolutions, and the batch norm + activation after the conv.
+
+    A block that holds a convolution itself creates it with
+    `self._conv_padding()` as its Keras padding, then calls
+    `self._add_norm_and_activation()`; its `call` runs `self._pad`, the
+    convolution, then `self._norm_and_activation`. Blocks made of other
+    blocks (separable, stacked) use only the options.
+    """
+
+    def __init__(self, kernel_size: int, strides: int = 1,
+                 atrous_rate: int = 1, use_bias: bool = True,
+                 use_bn: bool = False, batch_norm: Any = None,
+                 activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if use_bn and use_bias:
+            raise ValueError(f'{self.name}: a convolution followed by batch '
+                             'norm must not have a bias.')
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.atrous_rate = atrous_rate
+        self.use_bias = use_bias
+        self.use_bn = use_bn
+        self.batch_norm = BatchNormOptions.coerce(batch_norm)
+        self.activation = activation
+
+    def _conv_padding(self) -> str:
+        """Keras padding for this block's convolution. A strided conv gets
+        'valid' after `_pad` has padded symmetrically (the amount is kept in
+        `_padding`); a stride-1 conv pads itself with 'same'."""
+        if _is_unit_stride(self.strides):
+            return 'same'
+        self._padding = same_padding(self.kernel_size, self.atrous_rate)
+        return 'valid'
+
+    def _pad(self, x):
+        if _is_unit_stride(self.strides):
+            return x
+        before, after = self._padding
+        return tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+
+    def _add_norm_and_activation(self, gamma_initializer: str = 'ones'):
+        # After the convolution, so that `weights` (the order get_weights and
+        # set_weights use) lists the kernel before the batch norm.
+        if self.use_bn:
+            self._batch_norm = self.batch_norm.make(
+                gamma_initializer=gamma_initializer)
+        self._activation_fn = activations.get_activation(self.activation)
+
+    def _norm_and_activation(self, x, training):
+        if self.use_bn:
+            x = self._batch_norm(x, training=training)
+        return self._activation_fn(x)
+
+    def get_config(self):
+        return {**super().get_config(), 'kernel_size': self.kernel_size,
+                'strides': self.strides, 'atrous_rate': self.atrous_rate,
+                'use_bias': self.use_bias, 'use_bn': self.use_bn,
+                'batch_norm': self.batch_norm.to_config(),
+                'activation': self.activation}
+
+
+@keras.saving.register_keras_serializable(package='deeplab2')
+class Conv2DSame(_ConvBlock):
     """Conv2D (+ batch norm) (+ activation) with DeepLab2's padding.
 
     Args:
@@ -114,31 +183,19 @@ class Conv2DSame(base.Layer):
                  use_switchable_atrous_conv: bool = False,
                  use_global_context_in_sac: bool = False,
                  conv_kernel_weight_decay: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        if use_bn and use_bias:
-            raise ValueError(f'{self.name}: a convolution followed by batch '
-                             'norm must not have a bias.')
+        super().__init__(kernel_size, strides, atrous_rate, use_bias, use_bn,
+                         batch_norm, activation, **kwargs)
         self.output_channels = output_channels
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.atrous_rate = atrous_rate
-        self.use_bias = use_bias
-        self.use_bn = use_bn
-        self.batch_norm = BatchNormOptions.coerce(batch_norm)
         self.bn_gamma_initializer = bn_gamma_initializer
-        self.activation = activation
         self.use_switchable_atrous_conv = use_switchable_atrous_conv
         self.use_global_context_in_sac = use_global_context_in_sac
         self.conv_kernel_weight_decay = conv_kernel_weight_decay
 
         if use_global_context_in_sac:
             self._pre_global_context = GlobalContext(name='pre_global_context')
-        conv_class, padding = Conv2D, 'same'
-        if not _is_unit_stride(strides):
-            padding = 'valid'
-            self._padding = same_padding(kernel_size, atrous_rate)
-        elif use_switchable_atrous_conv:
-            conv_class = SwitchableAtrousConv2D
+        padding = self._conv_padding()
+        conv_class = (SwitchableAtrousConv2D if use_switchable_atrous_conv
+                      and padding == 'same' else Conv2D)
         self._conv = conv_class(
             output_channels, kernel_size, strides=strides, padding=padding,
             dilation_rate=atrous_rate, use_bias=use_bias,
@@ -148,39 +205,28 @@ class Conv2DSame(base.Layer):
             name='conv')
         if use_global_context_in_sac:
             self._post_global_context = GlobalContext(name='post_global_context')
-        if use_bn:
-            self._batch_norm = self.batch_norm.make(
-                gamma_initializer=bn_gamma_initializer)
-        self._activation_fn = activations.get_activation(activation)
+        self._add_norm_and_activation(bn_gamma_initializer)
 
     def call(self, inputs, training=False):
         x = inputs
         if self.use_global_context_in_sac:
             x = self._pre_global_context(x)
-        if not _is_unit_stride(self.strides):
-            x = _pad_spatial(x, self._padding)
-        x = self._conv(x)
+        x = self._conv(self._pad(x))
         if self.use_global_context_in_sac:
             x = self._post_global_context(x)
-        if self.use_bn:
-            x = self._batch_norm(x, training=training)
-        return self._activation_fn(x)
+        return self._norm_and_activation(x, training)
 
     def get_config(self):
         return {**super().get_config(),
                 'output_channels': self.output_channels,
-                'kernel_size': self.kernel_size, 'strides': self.strides,
-                'atrous_rate': self.atrous_rate, 'use_bias': self.use_bias,
-                'use_bn': self.use_bn,
-                'batch_norm': self.batch_norm.to_config(),
                 'bn_gamma_initializer': self.bn_gamma_initializer,
-                'activation': self.activation,
                 'use_switchable_atrous_conv': self.use_switchable_atrous_conv,
                 'use_global_context_in_sac': self.use_global_context_in_sac,
                 'conv_kernel_weight_decay': self.conv_kernel_weight_decay}
 
 
-class DepthwiseConv2DSame(base.Layer):
+@keras.saving.register_keras_serializable(package='deeplab2')
+class DepthwiseConv2DSame(_ConvBlock):
     """DepthwiseConv2D (+ batch norm) (+ activation) with DeepLab2's padding.
     Arguments as Conv2DSame, without output_channels (multiplier 1)."""
 
@@ -188,48 +234,21 @@ class DepthwiseConv2DSame(base.Layer):
                  atrous_rate: int = 1, use_bias: bool = True,
                  use_bn: bool = False, batch_norm: Any = None,
                  activation: str | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if use_bn and use_bias:
-            raise ValueError(f'{self.name}: a convolution followed by batch '
-                             'norm must not have a bias.')
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.atrous_rate = atrous_rate
-        self.use_bias = use_bias
-        self.use_bn = use_bn
-        self.batch_norm = BatchNormOptions.coerce(batch_norm)
-        self.activation = activation
-
-        padding = 'same'
-        if not _is_unit_stride(strides):
-            padding = 'valid'
-            self._padding = same_padding(kernel_size, atrous_rate)
+        super().__init__(kernel_size, strides, atrous_rate, use_bias, use_bn,
+                         batch_norm, activation, **kwargs)
         self._depthwise_conv = keras.layers.DepthwiseConv2D(
-            kernel_size, strides=strides, padding=padding,
+            kernel_size, strides=strides, padding=self._conv_padding(),
             dilation_rate=atrous_rate, use_bias=use_bias,
             name='depthwise_conv')
-        if use_bn:
-            self._batch_norm = self.batch_norm.make()
-        self._activation_fn = activations.get_activation(activation)
+        self._add_norm_and_activation()
 
     def call(self, inputs, training=False):
-        x = inputs
-        if not _is_unit_stride(self.strides):
-            x = _pad_spatial(x, self._padding)
-        x = self._depthwise_conv(x)
-        if self.use_bn:
-            x = self._batch_norm(x, training=training)
-        return self._activation_fn(x)
-
-    def get_config(self):
-        return {**super().get_config(), 'kernel_size': self.kernel_size,
-                'strides': self.strides, 'atrous_rate': self.atrous_rate,
-                'use_bias': self.use_bias, 'use_bn': self.use_bn,
-                'batch_norm': self.batch_norm.to_config(),
-                'activation': self.activation}
+        x = self._depthwise_conv(self._pad(inputs))
+        return self._norm_and_activation(x, training)
 
 
-class SeparableConv2DSame(base.Layer):
+@keras.saving.register_keras_serializable(package='deeplab2')
+class SeparableConv2DSame(_ConvBlock):
     """Depthwise kxk then pointwise 1x1, each with its own batch norm and
     activation (DeepLab2's separable conv, not Keras' fused one)."""
 
@@ -238,23 +257,16 @@ class SeparableConv2DSame(base.Layer):
                  use_bias: bool = True, use_bn: bool = False,
                  batch_norm: Any = None, activation: str | None = None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(kernel_size, strides, atrous_rate, use_bias, use_bn,
+                         batch_norm, activation, **kwargs)
         self.output_channels = output_channels
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.atrous_rate = atrous_rate
-        self.use_bias = use_bias
-        self.use_bn = use_bn
-        self.batch_norm = BatchNormOptions.coerce(batch_norm)
-        self.activation = activation
+        shared = dict(use_bias=use_bias, use_bn=use_bn,
+                      batch_norm=self.batch_norm, activation=activation)
         self._depthwise = DepthwiseConv2DSame(
             kernel_size, strides=strides, atrous_rate=atrous_rate,
-            use_bias=use_bias, use_bn=use_bn, batch_norm=self.batch_norm,
-            activation=activation, name='depthwise')
-        self._pointwise = Conv2DSame(
-            output_channels, 1, use_bias=use_bias, use_bn=use_bn,
-            batch_norm=self.batch_norm, activation=activation,
-            name='pointwise')
+            name='depthwise', **shared)
+        self._pointwise = Conv2DSame(output_channels, 1, name='pointwise',
+                                     **shared)
 
     def call(self, inputs, training=False):
         x = self._depthwise(inputs, training=training)
@@ -262,12 +274,7 @@ class SeparableConv2DSame(base.Layer):
 
     def get_config(self):
         return {**super().get_config(),
-                'output_channels': self.output_channels,
-                'kernel_size': self.kernel_size, 'strides': self.strides,
-                'atrous_rate': self.atrous_rate, 'use_bias': self.use_bias,
-                'use_bn': self.use_bn,
-                'batch_norm': self.batch_norm.to_config(),
-                'activation': self.activation}
+                'output_channels': self.output_channels}
 
 
 CONV_TYPES = {
@@ -288,7 +295,8 @@ def conv_bn_act_name(index: int, use_bn: bool, activation: str | None) -> str:
     return name
 
 
-class StackedConv2DSame(base.Layer):
+@keras.saving.register_keras_serializable(package='deeplab2')
+class StackedConv2DSame(_ConvBlock):
     """num_layers convolutions of one type in sequence, named
     `_conv1_bn_act`, `_conv2_bn_act`, ... as in DeepLab2.
 
@@ -302,20 +310,14 @@ class StackedConv2DSame(base.Layer):
                  use_bias: bool = True, use_bn: bool = False,
                  batch_norm: Any = None, activation: str | None = None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(kernel_size, strides, atrous_rate, use_bias, use_bn,
+                         batch_norm, activation, **kwargs)
         if conv_type not in CONV_TYPES:
             raise ValueError(f'{self.name}: conv_type {conv_type!r} is not '
                              f'one of {", ".join(CONV_TYPES)}.')
         self.num_layers = num_layers
         self.conv_type = conv_type
         self.output_channels = output_channels
-        self.kernel_size = kernel_size
-        self.strides = strides
-        self.atrous_rate = atrous_rate
-        self.use_bias = use_bias
-        self.use_bn = use_bn
-        self.batch_norm = BatchNormOptions.coerce(batch_norm)
-        self.activation = activation
         self._layer_names = []
         for index in range(num_layers):
             attribute = conv_bn_act_name(index, use_bn, activation)
@@ -335,14 +337,4 @@ class StackedConv2DSame(base.Layer):
     def get_config(self):
         return {**super().get_config(), 'num_layers': self.num_layers,
                 'conv_type': self.conv_type,
-                'output_channels': self.output_channels,
-                'kernel_size': self.kernel_size, 'strides': self.strides,
-                'atrous_rate': self.atrous_rate, 'use_bias': self.use_bias,
-                'use_bn': self.use_bn,
-                'batch_norm': self.batch_norm.to_config(),
-                'activation': self.activation}
-
-
-def _pad_spatial(x, padding: tuple[int, int]):
-    before, after = padding
-    return tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+                'output_channels': self.output_channels}

@@ -5,6 +5,7 @@ In training, each example's residual branch is zeroed with probability
 unchanged; at inference the branch passes through untouched.
 """
 
+import keras
 import tensorflow as tf
 
 from deeplab2.model.layers import base
@@ -45,6 +46,7 @@ def random_keep_mask(inputs, keep_prob: float):
     return tf.floor(keep_prob + uniform) / keep_prob
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class DropPath(base.Layer):
     """Multiplies its input by a per-example random keep mask in training.
 

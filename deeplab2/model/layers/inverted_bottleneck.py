@@ -7,6 +7,8 @@ The attribute names (`_conv1_bn_act`, `_conv2_bn_act`, `_squeeze_excitation`,
 
 from typing import Any
 
+import keras
+
 from deeplab2.model.layers import base
 from deeplab2.model.layers import convolutions
 from deeplab2.model.layers.normalization import BatchNormOptions
@@ -14,6 +16,7 @@ from deeplab2.model.layers.squeeze_and_excite import SqueezeAndExcite
 from deeplab2.model.layers.squeeze_and_excite import make_divisible
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class InvertedBottleneck(base.Layer):
     """Inverted bottleneck block (MobileNetV2/V3) with batch norm after
     every convolution.

@@ -41,6 +41,7 @@ class BatchNormOptions:
             gamma_initializer=gamma_initializer, name=name)
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class BatchNormalization(keras.layers.BatchNormalization):
     """Keras batch norm whose inference path is TF's fused kernel.
 

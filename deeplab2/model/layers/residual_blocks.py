@@ -16,6 +16,8 @@ the identity at initialization (Goyal et al., 2017), as in DeepLab2.
 
 from typing import Any, Sequence
 
+import keras
+
 from deeplab2.model.layers import activations
 from deeplab2.model.layers import base
 from deeplab2.model.layers import convolutions
@@ -24,6 +26,7 @@ from deeplab2.model.layers import squeeze_and_excite
 from deeplab2.model.layers.normalization import BatchNormOptions
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class ResidualBlock(base.Layer):
     """A bottleneck or basic residual block, chosen by len(filters).
 

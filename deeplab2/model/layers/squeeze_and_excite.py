@@ -27,6 +27,7 @@ def make_divisible(value: float, divisor: int,
     return int(rounded)
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class SqueezeAndExcite(base.Layer):
     """Global mean -> 1x1 reduce -> activation -> 1x1 expand -> gate.
 
@@ -84,6 +85,7 @@ class SqueezeAndExcite(base.Layer):
                 'conv_kernel_weight_decay': self.conv_kernel_weight_decay}
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class SimplifiedSqueezeAndExcite(base.Layer):
     """Global mean -> one 1x1 conv -> hard sigmoid gate.
 

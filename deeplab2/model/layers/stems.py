@@ -13,6 +13,8 @@ applies the activation itself.
 
 from typing import Any
 
+import keras
+
 from deeplab2.model.layers import base
 from deeplab2.model.layers import convolutions
 from deeplab2.model.layers.normalization import BatchNormOptions
@@ -22,6 +24,7 @@ _SINGLE_CONV_KERNEL = {'resnet': 7, 'wider_resnet': 3}
 STEM_TYPES = ('resnet', 'resnet_beta', 'wider_resnet')
 
 
+@keras.saving.register_keras_serializable(package='deeplab2')
 class InceptionStem(base.Layer):
     """conv3x3/2 + BN + act -> conv3x3 + BN + act -> conv3x3 + BN.
 

@@ -1,11 +1,10 @@
-"""Panoptic-DeepLab decoder, heads, ASPP and DeepLabV3(+) decoders."""
+"""Panoptic-DeepLab decoder and heads, DeepLabV3(+) decoders (ASPP has
+test_aspp.py)."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from deeplab2 import common
-from deeplab2.model.decoder import aspp
 from deeplab2.model.decoder import deeplabv3
 from deeplab2.model.decoder import panoptic_deeplab as pdl
 
@@ -22,34 +21,6 @@ def _decoder_args(**overrides):
                 low_level_channels_project=[8, 4], aspp_output_channels=10,
                 decoder_output_channels=6, atrous_rates=[1, 2, 3])
     return {**args, **overrides}
-
-
-def test_aspp_harness(layer_harness):
-    layer = aspp.ASPP(8, [1, 2, 3], name='aspp')
-    layer_harness(layer, FEATURES['res5'], (2, 5, 7, 8))
-
-
-def test_aspp_only_1x1(layer_harness):
-    layer = aspp.ASPP(8, [], aspp_use_only_1x1_proj_conv=True, name='aspp')
-    layer_harness(layer, FEATURES['res5'], (2, 5, 7, 8))
-    assert len(layer.weights) == 5  # one conv kernel + 4 batch norm vectors
-
-
-def test_aspp_rejects_wrong_number_of_rates():
-    with pytest.raises(ValueError, match=r'exactly 3 atrous_rates, got \[6, 12\]'):
-        aspp.ASPP(8, [6, 12], name='aspp')
-
-
-def test_aspp_pooling_at_the_crop_size_equals_deeplab2_tiled_pooling():
-    """DeepLab2 average-pools with a crop-derived window; at the crop size
-    that window is the whole map, so its VALID average pool is our global
-    mean."""
-    pool = aspp.ASPPPool(4, pool_size=(5, 7), name='pool')
-    x = FEATURES['res5']
-    ours = pool(x)
-    window = tf.nn.avg_pool2d(x, ksize=(5, 7), strides=(5, 7), padding='VALID')
-    reference = tf.broadcast_to(pool._conv_bn_act(window), ours.shape)
-    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-5)
 
 
 def test_single_decoder_harness(layer_harness):
@@ -139,10 +110,3 @@ def test_deeplabv3plus_harness(layer_harness):
                                     name='v3plus')
     layer_harness(layer, FEATURES,
                   {common.PRED_SEMANTIC_LOGITS_KEY: (2, 17, 25, 19)})
-
-
-def test_aspp_branch_harnesses(layer_harness):
-    layer_harness(aspp.ASPPConv(4, 2, name='conv'), FEATURES['res5'],
-                  (2, 5, 7, 4))
-    layer_harness(aspp.ASPPPool(4, pool_size=(5, 7), name='pool'),
-                  FEATURES['res5'], (2, 5, 7, 4))

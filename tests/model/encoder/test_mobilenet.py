@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab2 import config as config_lib
 from deeplab2.model.encoder import mobilenet
 from deeplab2.model.layers.inverted_bottleneck import InvertedBottleneck
 from deeplab2.model.layers.normalization import BatchNormOptions
@@ -43,17 +42,6 @@ def _expected_shapes(name, output_stride):
     return shapes
 
 
-def _encoder_from_config(path):
-    config = config_lib.load_config(path)
-    backbone = config.model_options.backbone
-    solver = config.trainer_options.solver_options
-    return mobilenet.build_mobilenet_encoder(
-        backbone.name, backbone.output_stride,
-        width_multiplier=backbone.backbone_width_multiplier,
-        batch_norm=BatchNormOptions(momentum=solver.batchnorm_momentum,
-                                    epsilon=solver.batchnorm_epsilon))
-
-
 @pytest.mark.parametrize('config_path,manifest_path', [
     ('full_configs/mobilenet_v3_small_os16.textproto',
      'full_manifests/mobilenet_v3_small_os16.train.tsv'),
@@ -66,16 +54,10 @@ def test_checkpoint_layout_matches_deeplab2(fixtures_dir, tmp_path,
                                             checkpoint_layout, config_path,
                                             manifest_path):
     root = fixtures_dir / 'deeplab2'
-    encoder = _encoder_from_config(root / config_path)
+    encoder = checkpoint_layout.encoder_from_config(root / config_path)
     encoder(tf.zeros([1, 33, 49, 3]))
-    expected = checkpoint_layout.read_manifest(root / manifest_path,
-                                               prefix='encoder/')
-    assert checkpoint_layout.checkpoint_shapes(
-        tmp_path, encoder=encoder) == expected
-    moving = [k for k in expected if k.endswith(('moving_mean',
-                                                 'moving_variance'))]
-    assert len(encoder.non_trainable_variables) == len(moving)
-    assert len(encoder.trainable_variables) == len(expected) - len(moving)
+    checkpoint_layout.assert_encoder_layout(encoder, root / manifest_path,
+                                            tmp_path)
     assert encoder.batch_norm.epsilon == pytest.approx(1e-5)
 
 

@@ -7,26 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab2 import config
 from deeplab2.model.encoder import resnet
 
 BACKBONES = ('resnet50', 'resnet50_beta', 'wide_resnet41', 'swidernet')
 NARROW = 0.0625  # multipliers that keep the encoders small and fast
-
-
-def _encoder_from_config(path):
-    """The encoder for a config's backbone, passing every field the way
-    DeepLab2's create_resnet_encoder does."""
-    backbone = config.load_config(path).model_options.backbone
-    return resnet.build_resnet_encoder(
-        backbone.name, backbone.output_stride,
-        stem_width_multiplier=backbone.stem_width_multiplier,
-        backbone_width_multiplier=backbone.backbone_width_multiplier,
-        backbone_layer_multiplier=backbone.backbone_layer_multiplier,
-        use_squeeze_and_excite=backbone.use_squeeze_and_excite,
-        drop_path_keep_prob=backbone.drop_path_keep_prob,
-        drop_path_schedule=backbone.drop_path_schedule,
-        use_sac_beyond_stride=backbone.use_sac_beyond_stride)
 
 
 def _narrow(name, output_stride=32, **kwargs):
@@ -51,17 +35,10 @@ def test_checkpoint_layout_matches_deeplab2(fixture, fixtures_dir, tmp_path,
     else:
         config_path = root / 'full_configs' / f'{fixture}.textproto'
         manifest = root / 'full_manifests' / f'{fixture}.train.tsv'
-    encoder = _encoder_from_config(config_path)
+    encoder = checkpoint_layout.encoder_from_config(config_path)
     # A tiny input builds every variable; the layout does not depend on it.
     encoder(tf.zeros([1, 33, 33, 3]))
-    expected = checkpoint_layout.read_manifest(manifest, prefix='encoder/')
-    assert checkpoint_layout.checkpoint_shapes(
-        tmp_path, encoder=encoder) == expected
-    moving = [k for k in expected if k.endswith(('/moving_mean',
-                                                 '/moving_variance'))]
-    assert len(encoder.non_trainable_variables) == len(moving)
-    assert len(encoder.trainable_variables) == len(expected) - len(moving)
-
+    checkpoint_layout.assert_encoder_layout(encoder, manifest, tmp_path)
 
 
 _FIXTURE_INPUT_SIZES = {'input': (129, 257), 'input_b': (97, 161),
@@ -69,12 +46,14 @@ _FIXTURE_INPUT_SIZES = {'input': (129, 257), 'input_b': (97, 161),
 
 
 @pytest.mark.parametrize('fixture', _NARROW)
-def test_endpoint_shapes_match_deeplab2(fixture, fixtures_dir):
+def test_endpoint_shapes_match_deeplab2(fixture, fixtures_dir,
+                                        checkpoint_layout):
     """DeepLab2 recorded its encoder's endpoint shapes for each fixture
     input; 90x150 hits even sizes, where its padding rule matters."""
     folder = fixtures_dir / 'deeplab2' / fixture
     facts = json.loads((folder / 'verify_facts.json').read_text())
-    encoder = _encoder_from_config(folder / f'{fixture}.textproto')
+    encoder = checkpoint_layout.encoder_from_config(
+        folder / f'{fixture}.textproto')
     for key, (height, width) in _FIXTURE_INPUT_SIZES.items():
         endpoints = encoder(tf.zeros([1, height, width, 3]))
         assert {k: list(v.shape) for k, v in endpoints.items()} == (
