@@ -1,7 +1,5 @@
-"""The checks and segment tables the metrics share, on hand-worked maps.
-
-(pixel_runs is worked by hand in test_panoptic_quality.py.)
-"""
+"""The checks, pixel runs and segment tables the metrics share, on
+hand-worked maps."""
 
 import numpy as np
 import pytest
@@ -107,3 +105,12 @@ def test_panoptic_segments_checks_the_classes():
     with pytest.raises(ValueError, match='negative id -3'):
         label_maps.panoptic_segments(np.array([[-3, 0]]), 'prediction', '#0',
                                      3, 9, 10)
+
+
+def test_pixel_runs_by_hand():
+    a = np.array([[1, 1, 2], [2, 2, 2]])
+    b = np.array([[0, 0, 0], [0, 5, 5]])
+    starts, lengths = label_maps.pixel_runs([a, b], worthwhile=1.0)
+    # Flattened: a = 1 1 2 2 2 2, b = 0 0 0 0 5 5 -> runs [0,2) [2,4) [4,6).
+    assert starts.tolist() == [0, 2, 4] and lengths.tolist() == [2, 2, 2]
+    assert label_maps.pixel_runs([a, b], worthwhile=0.25) is None

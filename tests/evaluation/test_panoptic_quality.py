@@ -161,12 +161,3 @@ def test_run_and_pixel_counting_agree(groundtruth_split, scenarios,
                                       getattr(by_pixels, name))
     np.testing.assert_allclose(by_runs.iou_sum, by_pixels.iou_sum, rtol=1e-12)
 
-
-def test_pixel_runs_by_hand():
-    from deeplab2.evaluation import label_maps
-    a = np.array([[1, 1, 2], [2, 2, 2]])
-    b = np.array([[0, 0, 0], [0, 5, 5]])
-    starts, lengths = label_maps.pixel_runs([a, b], worthwhile=1.0)
-    # Flattened: a = 1 1 2 2 2 2, b = 0 0 0 0 5 5 -> runs [0,2) [2,4) [4,6).
-    assert starts.tolist() == [0, 2, 4] and lengths.tolist() == [2, 2, 2]
-    assert label_maps.pixel_runs([a, b], worthwhile=0.25) is None
