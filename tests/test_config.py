@@ -3,6 +3,8 @@ error names the file/line/field it is about."""
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 from google.protobuf import text_format
@@ -543,3 +545,30 @@ def test_cli_reports_errors_with_status_1(tmp_path, capsys):
     status = config_lib.main([f'--config_file={tmp_path}/missing.textproto'])
     assert status == 1
     assert 'missing.textproto' in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_cli(tmp_path):
+    # `python -m deeplab2.config` runs config.py as __main__, which hands
+    # over to config_cli; a bad override is reported with status 1.
+    result = subprocess.run(
+        [sys.executable, '-m', 'deeplab2.config', f'--config_file={RESNET50}',
+         '--config_override=trainer_options.no_such_field=1'],
+        capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    assert result.returncode == 1
+    assert "no field 'no_such_field'" in result.stderr
+
+
+# ------------------------------------------------------------ public face
+
+
+def test_every_public_name_is_importable_from_deeplab2_config():
+    from deeplab2 import config_overrides
+    from deeplab2 import config_schema
+    assert all(hasattr(config_lib, name) for name in config_lib.__all__)
+    # The same objects, so `except config_lib.ConfigError` catches what the
+    # override language and the schema helpers raise.
+    assert config_lib.ConfigError is config_schema.ConfigError
+    assert config_lib.apply_overrides is config_overrides.apply_overrides
+    with pytest.raises(config_lib.ConfigError, match='Bad override'):
+        config_overrides.apply_overrides(config_lib.ExperimentOptions(),
+                                         ['nonsense'])

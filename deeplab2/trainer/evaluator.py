@@ -1,6 +1,15 @@
 """One evaluation pass: inference on the eval pipeline under the strategy,
 predictions gathered to the host, cropped back to each image's size and fed
-to the streaming metrics (PQ, mIoU, AP^Mask)."""
+to the streaming metrics named in `METRICS` (PQ, mIoU, AP^Mask).
+
+A metric is a plug-in: one `METRICS` entry saying how to build it from the
+dataset descriptor and which ground truth and predictions it reads. The
+evaluator builds those whose predictions the model outputs (a semantic-only
+model gets mIoU alone) and merges their `result()` dicts, in table order.
+"""
+
+import dataclasses
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -12,23 +21,68 @@ from deeplab2.evaluation import MeanIoU
 from deeplab2.evaluation import PanopticQuality
 
 
+@dataclasses.dataclass(frozen=True)
+class MetricPlugin:
+    """How the evaluator builds and feeds one streaming metric.
+
+    Attributes:
+      build: descriptor -> a metric with `update_state(groundtruth,
+        *predictions, image_name=...)` and `result() -> dict`.
+      label_key: the ground-truth map it reads (at the raw image size).
+      prediction_keys: the predictions it reads, in `update_state`'s order,
+        among the per-image maps (`_PER_IMAGE_KEYS`); the metric is used
+        only when the model outputs all of them.
+    """
+    build: Callable[[datasets.DatasetDescriptor], object]
+    label_key: str
+    prediction_keys: tuple[str, ...]
+
+    def applies_to(self, predictions: dict) -> bool:
+        return all(key in predictions for key in self.prediction_keys)
+
+    def update(self, metric, image_name: str, predictions: dict,
+               labels: dict) -> None:
+        metric.update_state(labels[self.label_key],
+                            *(predictions[key]
+                              for key in self.prediction_keys),
+                            image_name=image_name)
+
+
+def _mean_iou(descriptor):
+    return MeanIoU(descriptor.num_classes, descriptor.ignore_label)
+
+
+def _on_panoptic_maps(metric_class):
+    """The factory of a metric of panoptic maps: they all take the classes,
+    the void label, the label divisor and the thing classes."""
+    def build(descriptor):
+        return metric_class(
+            num_classes=descriptor.num_classes,
+            ignore_label=descriptor.ignore_label,
+            label_divisor=descriptor.panoptic_label_divisor,
+            thing_class_ids=descriptor.class_has_instances_list)
+    return build
+
+
+# name -> plug-in; adding a metric is adding an entry.
+METRICS = {
+    'miou': MetricPlugin(_mean_iou, common.GT_SEMANTIC_RAW,
+                         (common.PRED_SEMANTIC_KEY,)),
+    'pq': MetricPlugin(_on_panoptic_maps(PanopticQuality),
+                       common.GT_PANOPTIC_RAW, (common.PRED_PANOPTIC_KEY,)),
+    'ap': MetricPlugin(_on_panoptic_maps(InstanceAP), common.GT_PANOPTIC_RAW,
+                       (common.PRED_PANOPTIC_KEY,
+                        common.PRED_INSTANCE_SCORES_KEY)),
+}
+
+
 def build_metrics(descriptor: datasets.DatasetDescriptor,
-                  panoptic: bool = True) -> dict:
-    """The metrics a dataset is evaluated with."""
-    metrics = {'miou': MeanIoU(descriptor.num_classes,
-                               descriptor.ignore_label)}
-    if panoptic:
-        metrics['pq'] = PanopticQuality(
-            num_classes=descriptor.num_classes,
-            ignore_label=descriptor.ignore_label,
-            label_divisor=descriptor.panoptic_label_divisor,
-            thing_class_ids=descriptor.class_has_instances_list)
-        metrics['ap'] = InstanceAP(
-            num_classes=descriptor.num_classes,
-            ignore_label=descriptor.ignore_label,
-            label_divisor=descriptor.panoptic_label_divisor,
-            thing_class_ids=descriptor.class_has_instances_list)
-    return metrics
+                  predictions) -> dict:
+    """{name: new metric} for each `METRICS` entry whose predictions are
+    all among `predictions` (prediction keys, or a prediction dict)."""
+    return {name: plugin.build(descriptor)
+            for name, plugin in METRICS.items()
+            if plugin.applies_to(predictions)}
 
 
 def restore_size(prediction: np.ndarray, resized_size, raw_size):
@@ -89,9 +143,8 @@ class Evaluator:
                 predictions = {key: value[real]
                                for key, value in predictions.items()}
             if metrics is None:
-                metrics = build_metrics(
-                    self.descriptor,
-                    panoptic=common.PRED_PANOPTIC_KEY in predictions)
+                metrics = build_metrics(self.descriptor, [
+                    key for key in _PER_IMAGE_KEYS if key in predictions])
             for name, image, restored, labels in _images(inputs,
                                                          predictions):
                 _update(metrics, name, restored, labels)
@@ -154,16 +207,8 @@ def _images(inputs: dict, predictions: dict):
 
 
 def _update(metrics: dict, name: str, predictions: dict, labels: dict):
-    metrics['miou'].update_state(labels[common.GT_SEMANTIC_RAW],
-                                 predictions[common.PRED_SEMANTIC_KEY],
-                                 image_name=name)
-    if 'pq' in metrics:
-        panoptic = predictions[common.PRED_PANOPTIC_KEY]
-        metrics['pq'].update_state(labels[common.GT_PANOPTIC_RAW], panoptic,
-                                   image_name=name)
-        metrics['ap'].update_state(
-            labels[common.GT_PANOPTIC_RAW], panoptic,
-            predictions[common.PRED_INSTANCE_SCORES_KEY], image_name=name)
+    for key, metric in metrics.items():
+        METRICS[key].update(metric, name, predictions, labels)
 
 
 def _to_host(strategy, values) -> dict:

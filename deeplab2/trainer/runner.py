@@ -1,12 +1,8 @@
-"""Modes, checkpoints, summaries and progress around Trainer and Evaluator.
+"""The run modes (see `modes`) around Trainer and Evaluator: building the
+model, optimizer and checkpoint manager, restoring or resuming, the
+training loop (its after-step work is in `hooks`) and evaluation.
 
-run(config, mode, model_dir, strategy) is what the CLI calls:
-  train            train to training_number_of_steps
-  eval             evaluate the latest checkpoint once
-  train_and_eval   train, evaluating every eval_interval steps (0: never
-                   before) and at the end
-  continuous_eval  evaluate each new checkpoint until none arrives for
-                   continuous_eval_timeout seconds
+`run(config, mode, model_dir, strategy)` is what the CLI calls.
 """
 
 import dataclasses
@@ -14,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 
 import keras
@@ -32,10 +27,10 @@ from deeplab2.model import builder
 from deeplab2.model import inference as inference_lib
 from deeplab2.model.layers import training_noise
 from deeplab2.trainer import evaluator as evaluator_lib
+from deeplab2.trainer import hooks as hooks_lib
 from deeplab2.trainer import schedules
 from deeplab2.trainer import trainer as trainer_lib
-
-MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+from deeplab2.trainer.modes import MODES
 
 CHECKPOINT_NAME = 'ckpt'
 TRAIN_LOG = 'train_log.jsonl'
@@ -186,12 +181,45 @@ def _logged_step(line) -> float:
 
 def _train(config, session, strategy, model_dir, seed, evaluate,
            log_every_steps):
+    """Trains from the restored step to training_number_of_steps, in chunks
+    of up to steps_per_loop steps that end at every hook's boundary; returns
+    the last metrics (train_and_eval) or the last chunk's losses."""
+    del log_every_steps  # The progress hook reports after every chunk.
     trainer_options = config.trainer_options
-    solver = trainer_options.solver_options
-    total_steps = solver.training_number_of_steps
+    total_steps = trainer_options.solver_options.training_number_of_steps
+    start_step = int(session.global_step.numpy())
+    trainer, iterator, files = _build_trainer(config, session, strategy,
+                                              seed, start_step)
+    evaluation = hooks_lib.EvalHook(
+        lambda: _evaluate(config, session, strategy, model_dir),
+        config.evaluator_options.eval_interval)
+    hooks = _training_hooks(config, session, model_dir, start_step) + (
+        [evaluation] if evaluate else [])
+    step, losses = start_step, {}
+    while step < total_steps:
+        num_steps = hooks_lib.steps_to_next_boundary(
+            step, total_steps, max(1, trainer_options.steps_per_loop),
+            [hook.every for hook in hooks])
+        started = time.perf_counter()
+        with input_pipeline.explained_read_errors(files):
+            losses = trainer.train(iterator, num_steps)
+        trainer_lib.check_finite(losses, step + num_steps)
+        step += num_steps
+        session.global_step.assign(step)
+        chunk = hooks_lib.Chunk(
+            step, total_steps, num_steps, time.perf_counter() - started,
+            losses, _current_learning_rate(session.optimizer),
+            config.train_dataset_options.batch_size)
+        for hook in hooks:
+            hook(chunk)
+    return evaluation.metrics if evaluate else losses
+
+
+def _build_trainer(config, session, strategy, seed, start_step):
+    """(Trainer, iterator over the training batches from start_step on,
+    the resolved input files)."""
     dataset_options = config.train_dataset_options
     files = input_pipeline.resolve_files(dataset_options)
-    start_step = int(session.global_step.numpy())
     dataset = strategy.distribute_datasets_from_function(
         lambda context: input_pipeline.build_dataset(
             dataset_options, is_training=True, input_context=context,
@@ -201,64 +229,23 @@ def _train(config, session, strategy, model_dir, seed, evaluate,
         strategy, session.model, _build_loss(config, descriptor),
         session.optimizer, global_batch_size=dataset_options.batch_size,
         gradient_transform=schedules.gradient_transform(
-            solver, session.model.encoder.trainable_variables))
+            config.trainer_options.solver_options,
+            session.model.encoder.trainable_variables))
+    return trainer, iter(dataset), files
+
+
+def _training_hooks(config, session, model_dir, start_step) -> list:
+    """Progress, train log, summaries and checkpoints, in that order."""
+    trainer_options = config.trainer_options
+    total_steps = trainer_options.solver_options.training_number_of_steps
     writer = tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
-    iterator = iter(dataset)
-    step, losses, metrics = start_step, {}, {}
-    loop = max(1, trainer_options.steps_per_loop)
-    boundaries = [trainer_options.save_summaries_steps,
-                  trainer_options.save_checkpoints_steps]
-    eval_interval = config.evaluator_options.eval_interval
-    if evaluate:
-        boundaries.append(eval_interval)
-    started = time.perf_counter()
-    while step < total_steps:
-        num_steps = _steps_to_next_boundary(step, total_steps, loop,
-                                            boundaries)
-        loop_start = time.perf_counter()
-        with input_pipeline.explained_read_errors(files):
-            losses = trainer.train(iterator, num_steps)
-        trainer_lib.check_finite(losses, step + num_steps)
-        step += num_steps
-        session.global_step.assign(step)
-        elapsed = time.perf_counter() - loop_start
-        learning_rate = _current_learning_rate(session.optimizer)
-        images_per_s = num_steps * dataset_options.batch_size / elapsed
-        _log_progress(step, total_steps, losses, learning_rate, images_per_s,
-                      started, start_step)
-        with open(os.path.join(model_dir, TRAIN_LOG), 'a') as f:
-            f.write(json.dumps({'step': step, 'learning_rate': learning_rate,
-                                **losses}) + '\n')
-        if step % trainer_options.save_summaries_steps == 0 or (
-                step == total_steps):
-            _write_scalars(writer, step, {
-                **losses, 'learning_rate': learning_rate,
-                'steps_per_s': num_steps / elapsed,
-                'images_per_s': images_per_s})
-        # At multiples of save_checkpoints_steps (ckpt-N, N = step), as
-        # DeepLab2 does; the manager's own interval counts from the first
-        # save instead, which would give ckpt-1, ckpt-3, ...
-        if step % trainer_options.save_checkpoints_steps == 0 or (
-                step == total_steps):
-            session.manager.save(checkpoint_number=step)
-        if evaluate and _is_eval_step(step, total_steps, eval_interval):
-            metrics = _evaluate(config, session, strategy, model_dir)
-    return metrics if evaluate else losses
-
-
-def _is_eval_step(step, total_steps, eval_interval) -> bool:
-    """train_and_eval evaluates at multiples of eval_interval and at the
-    end; eval_interval 0 means at the end only, as in DeepLab2."""
-    return step == total_steps or (eval_interval > 0 and
-                                   step % eval_interval == 0)
-
-
-def _steps_to_next_boundary(step, total_steps, loop, boundaries) -> int:
-    """Steps for the next tf.function call: up to steps_per_loop, stopping
-    at the next summary/checkpoint/eval boundary and at the end."""
-    stop = min([total_steps, step + loop] + [
-        (step // every + 1) * every for every in boundaries if every > 0])
-    return stop - step
+    return [
+        hooks_lib.ProgressHook(total_steps, start_step),
+        hooks_lib.TrainLogHook(os.path.join(model_dir, TRAIN_LOG)),
+        hooks_lib.SummaryHook(writer, trainer_options.save_summaries_steps),
+        hooks_lib.CheckpointHook(session.manager,
+                                 trainer_options.save_checkpoints_steps),
+    ]
 
 
 def _build_loss(config, descriptor):
@@ -270,33 +257,6 @@ def _current_learning_rate(optimizer) -> float:
     if callable(rate):
         rate = rate(optimizer.iterations)
     return float(rate)
-
-
-def _log_progress(step, total, losses, learning_rate, images_per_s, started,
-                  start_step):
-    done = step - start_step
-    elapsed = time.perf_counter() - started
-    eta = elapsed / max(done, 1) * (total - step)
-    terms = ' '.join(f'{key}={value:.4f}' for key, value in losses.items())
-    line = (f'step {step}/{total} {terms} lr={learning_rate:.3g} '
-            f'{images_per_s:.1f} images/s ETA {int(eta // 60)}m'
-            f'{int(eta % 60):02d}s')
-    if sys.stderr.isatty():
-        # A live bar on terminals; log files get one line per loop.
-        width = 30
-        filled = int(width * step / max(total, 1))
-        sys.stderr.write(f'\r[{"#" * filled}{"." * (width - filled)}] '
-                         f'{line}\033[K')
-        sys.stderr.flush()
-    else:
-        logging.info('%s', line)
-
-
-def _write_scalars(writer, step, values: dict):
-    with writer.as_default():
-        for key, value in values.items():
-            tf.summary.scalar(key, value, step=step)
-    writer.flush()
 
 
 def _evaluate(config, session, strategy, model_dir) -> dict:
@@ -331,7 +291,7 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
             predictions_writer.close()
     scalars = {key: float(value) for key, value in metrics.items()
                if _is_scalar(value)}
-    _write_scalars(writer, step, scalars)
+    hooks_lib.write_scalars(writer, step, scalars)
     logging.info('eval at step %d: %s', step, ' '.join(
         f'{key}={value:.4f}' for key, value in sorted(scalars.items())))
     with open(os.path.join(model_dir, 'eval_results.json'), 'a') as f:

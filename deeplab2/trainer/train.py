@@ -16,14 +16,15 @@ from absl import flags
 from absl import logging
 
 from deeplab2 import cli  # first: it quiets TensorFlow's start-up
+from deeplab2.trainer import modes
 
 _CONFIG_FILE = flags.DEFINE_string('config_file', None,
                                    'Experiment config (textproto).',
                                    required=True)
 _CONFIG_OVERRIDE = flags.DEFINE_multi_string(
     'config_override', [], 'dotted.field.path=value; may repeat.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'train_and_eval',
-                                            'continuous_eval'], 'What to run.')
+_MODE = flags.DEFINE_enum('mode', 'train', modes.MODES,
+                          'What to run (see deeplab2.trainer.modes).')
 _MODEL_DIR = flags.DEFINE_string('model_dir', None,
                                  'Checkpoints and summaries go here.',
                                  required=True)

@@ -17,7 +17,6 @@ import tensorflow as tf
 from deeplab2 import config as config_lib
 from deeplab2.data import demo
 from deeplab2.trainer import runner
-from deeplab2.trainer import trainer as trainer_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEMO_CONFIG = (REPO_ROOT / 'configs/demo/'
@@ -161,13 +160,6 @@ def test_resume_removes_stale_save_temporaries_and_later_log_lines(
     assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-2')
 
 
-def test_non_finite_loss_names_step_and_term():
-    with pytest.raises(trainer_lib.NonFiniteLossError,
-                       match=r'step 7: center_loss=nan'):
-        trainer_lib.check_finite({'semantic_loss': 1.0,
-                                  'center_loss': float('nan')}, 7)
-
-
 def test_fine_tunes_from_a_deeplab2_checkpoint(demo_tfrecords, tmp_path,
                                                fixtures_dir):
     name = 'mobilenet_v3_small_os16_narrow'
@@ -180,12 +172,6 @@ def test_fine_tunes_from_a_deeplab2_checkpoint(demo_tfrecords, tmp_path,
     config.eval_dataset_options.dataset = 'demo'
     losses = runner.run(config, 'train', str(tmp_path), seed=0)
     assert np.isfinite(losses['total_loss'])
-
-
-def test_steps_to_next_boundary():
-    assert runner._steps_to_next_boundary(0, 100, 10, [25, 40]) == 10
-    assert runner._steps_to_next_boundary(20, 100, 10, [25, 40]) == 5
-    assert runner._steps_to_next_boundary(95, 100, 10, [200]) == 5
 
 
 def test_eval_without_checkpoint_names_the_model_dir(tmp_path):
@@ -205,14 +191,6 @@ def test_continuous_eval_evaluates_checkpoints_until_the_last(
     assert 0.0 <= metrics['pq'] <= 1.0
     lines = (tmp_path / 'eval_results.json').read_text().splitlines()
     assert json.loads(lines[-1])['step'] == 2
-
-
-def test_eval_steps_of_train_and_eval():
-    assert [step for step in range(1, 7)
-            if runner._is_eval_step(step, 6, 2)] == [2, 4, 6]
-    # 0: only at the end, as in DeepLab2 (it used to divide by zero).
-    assert [step for step in range(1, 7)
-            if runner._is_eval_step(step, 6, 0)] == [6]
 
 
 def test_evaluating_records_missing_a_feature_names_file_and_key(
