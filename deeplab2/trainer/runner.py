@@ -55,7 +55,7 @@ class _Session:
 
 def run(config, mode: str, model_dir: str,
         strategy: tf.distribute.Strategy | None = None,
-        seed: int | None = None, log_every_steps: int | None = None) -> dict:
+        seed: int | None = None) -> dict:
     """Runs `mode`; returns the last evaluation metrics (or train losses)."""
     if mode not in MODES:
         raise ValueError(f'--mode must be one of {", ".join(MODES)}, got '
@@ -78,8 +78,7 @@ def run(config, mode: str, model_dir: str,
     _drop_log_lines_after(os.path.join(model_dir, TRAIN_LOG),
                           int(session.global_step.numpy()))
     return _train(config, session, strategy, model_dir, seed,
-                  evaluate=mode == 'train_and_eval',
-                  log_every_steps=log_every_steps)
+                  evaluate=mode == 'train_and_eval')
 
 
 def _build_session(config, model_dir, strategy, seed) -> _Session:
@@ -179,12 +178,10 @@ def _logged_step(line) -> float:
         return float('inf')
 
 
-def _train(config, session, strategy, model_dir, seed, evaluate,
-           log_every_steps):
+def _train(config, session, strategy, model_dir, seed, evaluate):
     """Trains from the restored step to training_number_of_steps, in chunks
     of up to steps_per_loop steps that end at every hook's boundary; returns
     the last metrics (train_and_eval) or the last chunk's losses."""
-    del log_every_steps  # The progress hook reports after every chunk.
     trainer_options = config.trainer_options
     total_steps = trainer_options.solver_options.training_number_of_steps
     start_step = int(session.global_step.numpy())
