@@ -1,12 +1,15 @@
 """Dataset descriptors: the facts about a dataset that the rest of the
 pipeline needs (label space, ignore value, panoptic encoding, split sizes).
 
-A `DatasetOptions.dataset` name in a config is looked up here. The values
-follow DeepLab2's descriptors so that its TFRecords and checkpoints mean the
-same thing here.
+A `DatasetOptions.dataset` name in a config is looked up here: a built-in
+dataset's name, or the path of a dataset spec file (`dataset_spec.py`). The
+built-in values follow DeepLab2's descriptors so that its TFRecords and
+checkpoints mean the same thing here.
 """
 
 import dataclasses
+import functools
+import os
 from typing import Mapping
 
 from deeplab2.data import cityscapes_labels
@@ -35,6 +38,13 @@ class DatasetDescriptor:
       eval_ids: the id each semantic label 0..num_classes-1 has in the
         dataset's official evaluation and benchmark server (Cityscapes
         label ids, COCO category ids); `eval_void_id` is void's.
+      class_colors: an (r, g, b) per semantic label, for datasets whose
+        `colormap` is SPEC_COLORMAP (a spec file's own colours).
+      file_patterns: TFRecord pattern of each split, for datasets that know
+        where their records are (spec files); configs may then omit
+        `file_pattern`.
+      has_instances: whether labels carry instance ids (panoptic); false
+        for semantic-only datasets.
     """
     name: str
     splits_to_sizes: Mapping[str, int]
@@ -46,6 +56,9 @@ class DatasetDescriptor:
     class_names: tuple[str, ...] = ()
     eval_ids: tuple[int, ...] = ()
     eval_void_id: int = 0
+    class_colors: tuple[tuple[int, int, int], ...] = ()
+    file_patterns: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    has_instances: bool = True
 
     @property
     def thing_class_ids(self) -> tuple[int, ...]:
@@ -56,6 +69,10 @@ class DatasetDescriptor:
         things = set(self.class_has_instances_list)
         return tuple(label for label in range(self.num_classes)
                      if label not in things and label != self.ignore_label)
+
+
+# The colormap of datasets described by a spec file: their class_colors.
+SPEC_COLORMAP = 'spec'
 
 
 CITYSCAPES_PANOPTIC = DatasetDescriptor(
@@ -113,11 +130,18 @@ DATASETS: Mapping[str, DatasetDescriptor] = {
 
 
 def get_dataset_descriptor(name: str) -> DatasetDescriptor:
-    """Returns the descriptor registered under `name`.
+    """Returns the built-in descriptor registered under `name`, or the one
+    a spec file at path `name` (ending in .json) describes.
 
     Raises:
-      ValueError: naming the unknown dataset and listing the known ones.
+      ValueError: naming the unknown dataset and listing the known ones, or
+        a DatasetSpecError naming the spec file and key.
+      FileNotFoundError: a spec path that does not exist.
     """
+    if name.endswith('.json'):
+        path = os.path.abspath(name)
+        return _load_spec(path, os.stat(path).st_mtime_ns
+                          if os.path.exists(path) else 0)
     try:
         return DATASETS[name]
     except KeyError:
@@ -125,3 +149,13 @@ def get_dataset_descriptor(name: str) -> DatasetDescriptor:
         raise ValueError(
             f'Unknown dataset {name!r} (DatasetOptions.dataset). Known '
             f'datasets: {known}.') from None
+
+
+@functools.lru_cache(maxsize=16)
+def _load_spec(path: str, modified_ns: int) -> DatasetDescriptor:
+    """One parse per spec file version (the modification time is part of
+    the key, so an edited spec is read again)."""
+    del modified_ns
+    # Imported here: dataset_spec builds descriptors from this module.
+    from deeplab2.data import dataset_spec
+    return dataset_spec.load_spec(path)
