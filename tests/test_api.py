@@ -21,7 +21,13 @@ SUBPACKAGES = ('deeplab2.compat', 'deeplab2.data', 'deeplab2.evaluation',
 TENSORFLOW_FREE = ('deeplab2', *SUBPACKAGES, 'deeplab2.serving',
                    'deeplab2.evaluation.coco_panoptic_format',
                    'deeplab2.data.datasets', 'deeplab2.files',
-                   'deeplab2.progress')
+                   'deeplab2.progress', 'deeplab2.panoptic_png',
+                   # What converter worker processes import.
+                   'deeplab2.data.conversion',
+                   'deeplab2.data.conversion_flags',
+                   'deeplab2.data.cityscapes_annotations',
+                   'deeplab2.data.coco_annotations',
+                   'deeplab2.data.dataset_spec')
 
 
 def test_importing_the_packages_does_not_load_tensorflow():
