@@ -11,19 +11,27 @@ A dataset format supplies two functions and nothing else:
 `convert_splits` does the rest the same way for every format: sharding,
 resuming, the worker pool and the progress line (`sharded_writer.py`), and
 DeepLab2's Example layout (`tfrecord.py`). `panoptic_jobs` pairs images
-with a COCO-panoptic json, the annotation layout Cityscapes and COCO share.
+with a COCO-panoptic json, the annotation layout Cityscapes and COCO share;
+`read_rgb_image` reads an image file as an Example holds it.
 
 This module must stay free of TensorFlow: workers import it to unpickle
 the jobs, and `prepare` lives in modules that import it (see
 `cityscapes_annotations.py`, `coco_annotations.py`). A format whose
-listing code is TensorFlow-free too can be a single module.
+listing code is TensorFlow-free too can be a single module
+(`coco_panoptic_dataset.py`, `label_folders.py`).
 """
 
 import dataclasses
+import io
 import os
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
+
+from deeplab2.data import image_files
+
+# PIL's name of each image format Examples may hold -> the Example's name.
+_EXAMPLE_IMAGE_FORMATS = {'JPEG': 'jpeg', 'PNG': 'png'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +49,9 @@ class ImageJob:
     # Or a semantic label stored as the PNG it is.
     semantic_png: Optional[str] = None
     treat_crowd_as_ignore: bool = True
+    # With `semantic_png`: a PNG of the instance id of each pixel (label
+    # folders, `label_folders.py`).
+    instance_png: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +64,31 @@ class PreparedExample:
     width: int
     panoptic_label: Optional[np.ndarray] = None
     semantic_png: Optional[bytes] = None
+
+
+def read_rgb_image(path: str) -> tuple[bytes, str, int, int]:
+    """An image file as an Example holds it: (bytes, format, height, width).
+
+    A JPEG or PNG in RGB is kept byte for byte (no re-compression); any
+    other mode (grey, palette, RGBA, CMYK) is converted to RGB (alpha
+    dropped) and stored as PNG, losslessly, because readers decode images
+    with three channels.
+
+    Raises:
+      ValueError: naming `path`, when it is unreadable or neither JPEG nor
+        PNG.
+    """
+    image = image_files.open_image(path)
+    image_format = _EXAMPLE_IMAGE_FORMATS.get(image.format)
+    if image_format is None:
+        raise ValueError(f'Image {path} is {image.format}; only JPEG and PNG '
+                         'images can be converted.')
+    if image.mode == 'RGB':
+        with open(path, 'rb') as f:
+            return f.read(), image_format, image.height, image.width
+    buffer = io.BytesIO()
+    image.convert('RGB').save(buffer, format='PNG')
+    return buffer.getvalue(), 'png', image.height, image.width
 
 
 def panoptic_jobs(image_paths: Sequence[str], image_names: Sequence[str],

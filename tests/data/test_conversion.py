@@ -1,9 +1,12 @@
-"""conversion: pairing images with a COCO-panoptic json, and the driver
+"""conversion: pairing images with a COCO-panoptic json and the driver
 checking everything it can before writing (worked by hand, no images
-decoded)."""
+decoded), and image files read as Examples hold them."""
 
+import io
 import re
 
+import numpy as np
+from PIL import Image
 import pytest
 
 from deeplab2.data import conversion
@@ -76,3 +79,23 @@ def test_convert_splits_checks_before_writing(tmp_path):
                                   never_called, str(output_dir), 1)
     assert listed == ['train', 'val']
     assert not output_dir.exists()
+
+
+def test_read_rgb_image_keeps_rgb_files_and_converts_the_rest(tmp_path):
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
+    Image.fromarray(rgb).save(tmp_path / 'rgb.jpg')
+    assert conversion.read_rgb_image(str(tmp_path / 'rgb.jpg')) == (
+        (tmp_path / 'rgb.jpg').read_bytes(), 'jpeg', 2, 3)
+    Image.fromarray(rgb[..., 0], 'L').save(tmp_path / 'grey.jpg')
+    image_bytes, image_format, height, width = conversion.read_rgb_image(
+        str(tmp_path / 'grey.jpg'))
+    assert (image_format, height, width) == ('png', 2, 3)
+    converted = Image.open(io.BytesIO(image_bytes))
+    assert converted.mode == 'RGB'
+    grey = np.asarray(Image.open(tmp_path / 'grey.jpg'))
+    np.testing.assert_array_equal(np.asarray(converted),
+                                  np.stack([grey] * 3, axis=-1))
+    Image.fromarray(rgb).save(tmp_path / 'rgb.bmp')
+    with pytest.raises(ValueError, match=re.escape(
+            f'Image {tmp_path / "rgb.bmp"} is BMP; only JPEG and PNG')):
+        conversion.read_rgb_image(str(tmp_path / 'rgb.bmp'))
