@@ -15,6 +15,7 @@ import tensorflow as tf
 from deeplab2 import compat
 from deeplab2 import config as config_lib
 from deeplab2.compat import checkpoint as checkpoint_lib
+from deeplab2.compat import last_layers
 from deeplab2.compat import naming
 from deeplab2.model import builder
 from deeplab2.model import inference
@@ -100,7 +101,7 @@ def test_full_size_mapping_covers_every_variable(fixtures_dir, name, layout):
         shapes[key] = json.loads(shape)
     variables = naming.variable_keys(model.checkpoint_items)
     summary, plan = checkpoint_lib._plan_restore(
-        'manifest', shapes, variables, True, True, '')
+        'manifest', shapes, variables, last_layers.from_flags(True, True), '')
     assert len(plan) == len(variables) == len(model.variables)
     assert all(list(shapes[source]) == list(variables[ours].shape)
                for source, ours in plan)
