@@ -14,12 +14,23 @@ A file that is empty, binary or not UTF-8 is an error naming it, and so are
 numeric values that can never work (`batch_size: 0`, a negative learning
 rate, ...; see `config_values`), checked after the overrides are applied.
 
+A dataset field (`train_dataset_options.dataset`,
+`eval_dataset_options.dataset`) names a built-in dataset or a dataset spec
+file (a path ending in `.json`, see `data/dataset_spec.py`). Loading makes a
+spec path absolute, so later stages never depend on the current directory:
+a relative path written in the file is relative to the config file's folder
+(the config and its dataset travel together); one given by
+`--config_override` is relative to the current directory, as every other
+path on a command line is. A spec file that does not exist is an error
+naming the field and the path.
+
 This module is the public face of configs: the override language lives in
 `config_overrides`, the schema and its error types in `config_schema`, and
 `python -m deeplab2.config` in `config_cli`; their public names are
 importable from here.
 """
 
+import os
 import pathlib
 import re
 import sys
@@ -39,9 +50,10 @@ from deeplab2.config_schema import UnresolvedPlaceholderError
 
 __all__ = [
     'ConfigError', 'ExperimentOptions', 'FieldDescriptor',
-    'NotSupportedError', 'PLACEHOLDER_PATTERN',
+    'DATASET_FIELDS', 'NotSupportedError', 'PLACEHOLDER_PATTERN',
     'SUPPORTED_META_ARCHITECTURES', 'UnresolvedPlaceholderError',
-    'apply_overrides', 'check_values', 'find_placeholders', 'load_config',
+    'apply_overrides', 'check_values', 'find_placeholders', 'is_spec_path',
+    'load_config',
     'main', 'meta_architecture', 'parse_config_text', 'require_resolved',
     'resolved_field',
 ]
@@ -68,15 +80,57 @@ def load_config(path: str | pathlib.Path,
       ConfigError: a file that is binary, not UTF-8 or sets no field; a
         parse error (with file:line:column), an unknown field (with the
         closest valid name), a bad override, or values that cannot work
-        (`check_values`).
+        (`check_values`), or a dataset spec path that names no file.
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'Config file not found: {path}')
     config = parse_config_text(_read_text(path), source=str(path))
+    # Before the overrides: only the file's own values are relative to its
+    # folder; what is still relative afterwards came from the command line.
+    _absolute_spec_paths(config, path.absolute().parent)
     apply_overrides(config, overrides)
+    _absolute_spec_paths(config, pathlib.Path.cwd())
+    _check_spec_paths_exist(config, source=str(path))
     check_values(config, source=str(path))
     return config
+
+
+# The fields that name a dataset: a built-in name or a spec file's path.
+DATASET_FIELDS = ('train_dataset_options', 'eval_dataset_options')
+
+
+def is_spec_path(dataset: str) -> bool:
+    """Whether a `DatasetOptions.dataset` value is a dataset spec path
+    (the rule `data.datasets.get_dataset_descriptor` follows) rather than a
+    built-in dataset's name."""
+    return dataset.endswith('.json')
+
+
+def _absolute_spec_paths(config: ExperimentOptions,
+                         folder: pathlib.Path) -> None:
+    """Makes each relative spec path in the dataset fields absolute
+    against `folder` (`~` is expanded first); placeholders stay as they
+    are, for `resolved_field` to report."""
+    for field in DATASET_FIELDS:
+        options = getattr(config, field)
+        value = options.dataset
+        if not is_spec_path(value) or PLACEHOLDER_PATTERN.search(value):
+            continue
+        options.dataset = os.path.normpath(
+            os.path.join(folder, os.path.expanduser(value)))
+
+
+def _check_spec_paths_exist(config: ExperimentOptions, source: str) -> None:
+    for field in DATASET_FIELDS:
+        value = getattr(config, field).dataset
+        if (is_spec_path(value) and not PLACEHOLDER_PATTERN.search(value)
+                and not os.path.isfile(value)):
+            raise ConfigError(
+                f'{source}: {field}.dataset names the dataset spec {value}, '
+                'which does not exist (a relative path in the config file '
+                "is relative to the config's folder, one in "
+                '--config_override to the current directory).')
 
 
 def _read_text(path: pathlib.Path) -> str:

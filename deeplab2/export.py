@@ -24,6 +24,7 @@ from absl import logging
 from deeplab2 import config as config_lib
 from deeplab2 import files
 from deeplab2.compat import checkpoint as checkpoint_lib
+from deeplab2.data import datasets
 from deeplab2.export_formats import convert_to_onnx
 from deeplab2.export_formats import convert_to_tflite
 from deeplab2.model import builder
@@ -68,16 +69,21 @@ def export_from_config(config_file, checkpoint_path, output_path,
     """What scripts/export_model.py runs: config file (+ overrides) and a
     checkpoint -> an export at output_path."""
     config = config_lib.load_config(str(config_file), list(overrides))
+    # Looked up before the model is built: a bad dataset spec fails fast.
+    descriptor = datasets.get_dataset_descriptor(
+        config.eval_dataset_options.dataset)
     model = load_model(config, checkpoint_path, expected=str(config_file))
     return export_model(config, model, output_path, export_format, options,
-                        overwrite=overwrite)
+                        overwrite=overwrite, descriptor=descriptor)
 
 
 def export_model(config, model, output_path, export_format='saved_model',
                  options: ExportOptions = ExportOptions(),
-                 overwrite: bool = False) -> str:
+                 overwrite: bool = False, descriptor=None) -> str:
     """Writes `model` (built and restored) as `export_format` at
-    output_path; returns output_path.
+    output_path; returns output_path. `descriptor`: the eval dataset's
+    (default: looked up from the config), whose thing classes, label
+    divisor and void label the post-processing uses.
 
     Raises:
       ValueError: unknown format, or options the format cannot hold.
@@ -93,7 +99,8 @@ def export_model(config, model, output_path, export_format='saved_model',
                               'overwrite=True (--overwrite).')
     _check_replaceable(output_path)
     options = _format_options(export_format, options)
-    module = ServingModule(model, build_predict_fn(config, model, options),
+    module = ServingModule(model, build_predict_fn(config, model, options,
+                                                   descriptor),
                            options.input_size)
     if export_format == 'saved_model':
         with files.staged_folder(output_path, replace=overwrite) as staging:

@@ -97,7 +97,10 @@ def run(config_file: str, input_pattern: str, output_dir: str,
         saved_model: Optional[str] = None,
         config_overrides: Iterable[str] = (),
         progress: Optional[progress_lib.Progress] = None) -> PredictResult:
-    """What scripts/predict.py does: config -> back-end -> every image."""
+    """What scripts/predict.py does: config -> back-end -> every image.
+
+    The eval dataset (built-in or a spec file) is looked up once; its
+    descriptor names the classes and drives post-processing."""
     config = config_lib.load_config(config_file, config_overrides)
     try:
         descriptor = datasets.get_dataset_descriptor(
@@ -107,6 +110,7 @@ def run(config_file: str, input_pattern: str, output_dir: str,
     # Find the images first: a wrong glob should fail before model loading.
     image_paths = find_images(input_pattern, exclude_dir=output_dir)
     backend = build_predictor(config, checkpoint_path, saved_model,
-                              config_name=str(config_file))
+                              config_name=str(config_file),
+                              descriptor=descriptor)
     return predict_images(backend, descriptor, image_paths, output_dir,
                           progress)

@@ -8,8 +8,11 @@ For each image `<name>.<ext>` the output folder gets:
                         (deeplab2.evaluation.coco_panoptic_format);
   <name>_overlay.jpg    the colored panoptic map blended onto the image;
   <name>_segments.json  one entry per segment: `id`, `category_id` (the
-                        model's class id), `category_name`, `isthing`,
-                        `score`, `area` (pixels) and `bbox` [x, y, w, h].
+                        model's class id), `category_name`, `eval_id` (the
+                        class's id in the dataset's original annotations:
+                        a Cityscapes label id, a COCO category id, a spec
+                        class's `eval_id`), `isthing`, `score`, `area`
+                        (pixels) and `bbox` [x, y, w, h].
 
 A thing segment's `score` is the mean of `instance_scores` over its pixels:
 the center-heatmap peak of the instance it was grouped to (0 for thing
@@ -68,6 +71,7 @@ def describe_segments(panoptic: np.ndarray, instance_scores: np.ndarray,
         scores=instance_scores)
     things = set(descriptor.class_has_instances_list)
     names = descriptor.class_names
+    eval_ids = descriptor.eval_ids
     described = []
     for segment in segments:
         category = segment['category_id']
@@ -77,6 +81,8 @@ def describe_segments(panoptic: np.ndarray, instance_scores: np.ndarray,
             'category_id': category,
             'category_name': names[category] if category < len(names)
             else str(category),
+            'eval_id': eval_ids[category] if category < len(eval_ids)
+            else category,
             'isthing': isthing,
             'score': round(segment['score'], 6) if isthing else None,
             'area': segment['area'],
@@ -106,7 +112,7 @@ def prediction_from_maps(maps: dict, image: np.ndarray,
                                               image_name)
     colored = vis.colorize_panoptic(
         panoptic, descriptor.panoptic_label_divisor,
-        vis.colormap(descriptor.colormap), descriptor.ignore_label)
+        vis.palette(descriptor), descriptor.ignore_label)
     return Prediction(segment_ids, segments, vis.overlay(image, colored))
 
 

@@ -53,13 +53,16 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, config_or_path, checkpoint, overrides=(),
-                        config_name: str = '') -> 'Predictor':
+                        config_name: str = '',
+                        descriptor=None) -> 'Predictor':
         """The model of a config (an ExperimentOptions, or a textproto path
         with `overrides`) with weights from a checkpoint: ours or
         DeepLab2's, a prefix, a folder or a model-zoo .tar.gz.
 
         config_name names the config in a mismatch error (default: the
-        path, when one is given).
+        path, when one is given). descriptor: the eval dataset's
+        DatasetDescriptor when the caller has looked it up (default: looked
+        up from the config).
         """
         if isinstance(config_or_path, (str, os.PathLike)):
             config = config_lib.load_config(config_or_path, list(overrides))
@@ -71,7 +74,7 @@ class Predictor:
                                           expected=config_name)
         # One trace for every batch and size: the shape is left unknown.
         run = tf.function(
-            inference.build_inference(config, model),
+            inference.build_inference(config, model, descriptor=descriptor),
             input_signature=[tf.TensorSpec([None, None, None, 3],
                                            tf.float32)])
 
@@ -148,8 +151,9 @@ def _serving_signature(loaded, path: str):
 
 def build_predictor(config, checkpoint_path: Optional[str] = None,
                     saved_model: Optional[str] = None,
-                    config_name: str = '') -> Predictor:
-    """From exactly one of `checkpoint_path` and `saved_model`."""
+                    config_name: str = '', descriptor=None) -> Predictor:
+    """From exactly one of `checkpoint_path` and `saved_model`
+    (`descriptor`: see `Predictor.from_checkpoint`)."""
     if bool(checkpoint_path) == bool(saved_model):
         raise ValueError('Give exactly one of checkpoint_path and '
                          f'saved_model (got {checkpoint_path!r} and '
@@ -157,4 +161,5 @@ def build_predictor(config, checkpoint_path: Optional[str] = None,
     if saved_model:
         return Predictor.from_saved_model(saved_model)
     return Predictor.from_checkpoint(config, checkpoint_path,
-                                     config_name=config_name)
+                                     config_name=config_name,
+                                     descriptor=descriptor)

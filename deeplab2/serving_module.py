@@ -59,10 +59,17 @@ class ExportOptions:
         return serving.PREDICTION_KEYS
 
 
-def build_predict_fn(config, model, options: ExportOptions):
+def build_predict_fn(config, model, options: ExportOptions,
+                     descriptor=None):
     """images [B, H, W, 3] uint8 -> dict of `options.output_keys` (those the
-    model has: a semantic-only model has no instance outputs)."""
-    inference = inference_lib.build_inference(config, model)
+    model has: a semantic-only model has no instance outputs).
+
+    descriptor: the eval dataset's DatasetDescriptor (a built-in dataset
+    or a spec file's), whose thing classes, label divisor and void label
+    post-processing bakes into the export; default: looked up from the
+    config."""
+    inference = inference_lib.build_inference(config, model,
+                                              descriptor=descriptor)
     if not options.postprocessing:
         inference.postprocessor = None
     elif not options.jit_postprocessing:

@@ -1,13 +1,16 @@
 """Colored semantic and panoptic maps, and overlays on the image.
 
 Palettes are the datasets' own: Cityscapes' train-id colors (from
-cityscapesscripts' label table) and the COCO panoptic category colors.
+cityscapesscripts' label table), the COCO panoptic category colors, and a
+dataset spec's class colors (`palette(descriptor)` picks the right one).
 Instances of a class get distinct, deterministic shades of its color.
 """
 
 import functools
 
 import numpy as np
+
+from deeplab2.data import datasets
 
 _VOID_COLOR = (0, 0, 0)
 
@@ -31,6 +34,23 @@ def colormap(name: str) -> np.ndarray:
                          'coco.')
     palette.flags.writeable = False
     return palette
+
+
+def palette(descriptor) -> np.ndarray:
+    """[max(256, num_classes), 3] uint8 palette of a DatasetDescriptor: a
+    spec dataset's own `class_colors`, else its named `colormap`."""
+    if descriptor.colormap != datasets.SPEC_COLORMAP:
+        return colormap(descriptor.colormap)
+    if len(descriptor.class_colors) != descriptor.num_classes:
+        raise ValueError(
+            f'Dataset {descriptor.name!r} uses its own colors but has '
+            f'{len(descriptor.class_colors)} for {descriptor.num_classes} '
+            'classes.')
+    colors = np.zeros([max(256, descriptor.num_classes), 3], np.uint8)
+    colors[:descriptor.num_classes] = np.asarray(descriptor.class_colors,
+                                                 np.uint8).reshape(-1, 3)
+    colors.flags.writeable = False
+    return colors
 
 
 def colorize_semantic(semantic: np.ndarray, palette: np.ndarray,

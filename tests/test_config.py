@@ -499,6 +499,70 @@ def test_find_placeholders_in_nested_repeated_fields():
         ('model_options.panoptic_deeplab.low_level[1].feature_key', '${LOW}')]
 
 
+# ------------------------------------------------------- dataset spec paths
+
+_SPEC_CONFIG = """
+train_dataset_options { dataset: "data/dataset.json" }
+eval_dataset_options { dataset: "cityscapes_panoptic" }
+"""
+
+
+def _spec_tree(tmp_path):
+    """configs/exp.textproto naming data/dataset.json relative to itself,
+    and an empty `cwd` folder elsewhere."""
+    (tmp_path / 'configs' / 'data').mkdir(parents=True)
+    (tmp_path / 'configs' / 'data' / 'dataset.json').write_text('{}')
+    (tmp_path / 'cwd' / 'mine').mkdir(parents=True)
+    (tmp_path / 'cwd' / 'mine' / 'dataset.json').write_text('{}')
+    return _write(tmp_path / 'configs', _SPEC_CONFIG)
+
+
+def test_spec_path_in_the_file_is_relative_to_the_config_folder(
+        tmp_path, monkeypatch):
+    path = _spec_tree(tmp_path)
+    monkeypatch.chdir(tmp_path / 'cwd')
+    config = config_lib.load_config(path)
+    assert config.train_dataset_options.dataset == str(
+        tmp_path / 'configs' / 'data' / 'dataset.json')
+    # Built-in names are names, not paths.
+    assert config.eval_dataset_options.dataset == 'cityscapes_panoptic'
+
+
+def test_spec_path_in_an_override_is_relative_to_the_cwd(tmp_path,
+                                                         monkeypatch):
+    path = _spec_tree(tmp_path)
+    monkeypatch.chdir(tmp_path / 'cwd')
+    config = config_lib.load_config(path, [
+        'eval_dataset_options.dataset=mine/dataset.json',
+        'train_dataset_options.dataset=../configs/data/dataset.json'])
+    assert config.eval_dataset_options.dataset == str(
+        tmp_path / 'cwd' / 'mine' / 'dataset.json')
+    assert config.train_dataset_options.dataset == str(
+        tmp_path / 'configs' / 'data' / 'dataset.json')
+
+
+def test_missing_spec_names_the_field_and_the_path(tmp_path, monkeypatch):
+    path = _spec_tree(tmp_path)
+    monkeypatch.chdir(tmp_path / 'cwd')
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.load_config(
+            path, ['eval_dataset_options.dataset=other/dataset.json'])
+    missing = tmp_path / 'cwd' / 'other' / 'dataset.json'
+    assert str(error.value).startswith(
+        f'{path}: eval_dataset_options.dataset names the dataset spec '
+        f'{missing}, which does not exist')
+
+
+def test_spec_placeholder_is_left_for_resolved_field(tmp_path):
+    path = _write(tmp_path, 'train_dataset_options { dataset: '
+                  '"${DATA}/dataset.json" }')
+    config = config_lib.load_config(path)
+    assert config.train_dataset_options.dataset == '${DATA}/dataset.json'
+    with pytest.raises(config_lib.UnresolvedPlaceholderError,
+                       match='train_dataset_options.dataset'):
+        config_lib.resolved_field(config, 'train_dataset_options.dataset')
+
+
 # ------------------------------------------------------ meta architectures
 
 

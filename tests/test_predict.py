@@ -118,6 +118,7 @@ def _check_outputs(output_dir, name, image, expected):
                                    int(rows.max() - rows.min() + 1)]
         assert segment['category_id'] == category
         assert segment['category_name'] == DESCRIPTOR.class_names[category]
+        assert segment['eval_id'] == DESCRIPTOR.eval_ids[category]
         assert segment['isthing'] == (category in range(11, 19))
         if segment['isthing']:
             mean = expected['instance_scores'][rows, cols].mean()
@@ -353,3 +354,79 @@ def test_progress_counts_images_with_their_names(tmp_path):
     content = json.loads((tmp_path / 'out' / 'a_segments.json').read_text())
     assert [(s['category_id'], s['area'], s['score'])
             for s in content['segments']] == [(7, 64, None)]
+
+
+def _renamed_cityscapes_spec(folder):
+    """A spec of Cityscapes' label space under other names, eval ids and
+    colours: class k is `k<k>`, eval id 100 + k, colour (k, 2k, 3k)."""
+    from deeplab2.data import dataset_spec
+    spec = {'name': 'renamed', 'panoptic_label_divisor': DIVISOR,
+            'classes': [{'name': f'k{label}', 'eval_id': 100 + label,
+                         'thing': label in range(11, 19),
+                         'color': [label, 2 * label, 3 * label]}
+                        for label in range(19)],
+            'splits': {'val': {'file_pattern': 'val-*', 'num_examples': 1}}}
+    path = str(folder / 'dataset.json')
+    dataset_spec.write_spec(path, spec)
+    return path
+
+
+def test_spec_dataset_names_segments_and_colours_the_overlay(tmp_path):
+    """A fixed panoptic map on a black image: the segments carry the
+    spec's names and eval ids, the overlay half the spec's colour."""
+    spec = datasets.get_dataset_descriptor(
+        _renamed_cityscapes_spec(tmp_path))
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / 'a.png')
+    panoptic = np.full((16, 16), 10 * DIVISOR, np.int32)   # k10, stuff
+    panoptic[:, 8:] = 13 * DIVISOR + 1                     # k13, a thing
+    maps = lambda image: {  # noqa: E731
+        'panoptic_pred': panoptic,
+        'instance_scores': np.full((16, 16), 0.5, np.float32)}
+    predict.predict_images(maps, spec, [str(folder / 'a.png')],
+                           str(tmp_path / 'out'))
+    content = json.loads((tmp_path / 'out' / 'a_segments.json').read_text())
+    assert content['dataset'] == 'renamed'
+    assert [(s['category_name'], s['eval_id'], s['isthing'])
+            for s in content['segments']] == [('k10', 110, False),
+                                              ('k13', 113, True)]
+    with Image.open(tmp_path / 'out' / 'a_overlay.jpg') as overlay:
+        stuff = np.asarray(overlay)[4, 2].astype(int)
+    # Blended half and half with black: (5, 10, 15), give or take JPEG.
+    np.testing.assert_allclose(stuff, [5, 10, 15], atol=4)
+
+
+def test_run_looks_the_dataset_up_once(fixture, tmp_path, monkeypatch):
+    """predict.run on a spec dataset: one lookup, its descriptor handed to
+    the back-end (for post-processing) and to the writer (the segments
+    name spec classes). The back-end is a stand-in: building it is the
+    Predictor tests' business."""
+    config_file, _ = fixture
+    path = _renamed_cityscapes_spec(tmp_path)
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(folder / 'a.png')
+    lookups, handed = [], []
+    lookup = datasets.get_dataset_descriptor
+
+    def counted(name):
+        lookups.append(name)
+        return lookup(name)
+
+    def backend(config, checkpoint_path, saved_model, config_name,
+                descriptor):
+        handed.append(descriptor)
+        return lambda image: {'semantic_pred': np.full(image.shape[:2], 12)}
+
+    monkeypatch.setattr(datasets, 'get_dataset_descriptor', counted)
+    monkeypatch.setattr(predict, 'build_predictor', backend)
+    result = predict.run(str(config_file), str(folder / '*.png'),
+                         str(tmp_path / 'out'), checkpoint_path='unused',
+                         config_overrides=[
+                             f'eval_dataset_options.dataset={path}'])
+    assert result.written == ['a'] and lookups == [path]
+    assert [descriptor.name for descriptor in handed] == ['renamed']
+    content = json.loads((tmp_path / 'out' / 'a_segments.json').read_text())
+    assert [(s['category_name'], s['eval_id'], s['area'])
+            for s in content['segments']] == [('k12', 112, 24)]

@@ -10,12 +10,14 @@ from deeplab2.benchmarks import timing
 from deeplab2.model import builder
 
 
-def _random_batch(batch_size: int, height: int, width: int) -> dict:
+def _random_batch(batch_size: int, height: int, width: int,
+                  num_classes: int) -> dict:
     rng = np.random.RandomState(0)
     shape = [batch_size, height, width]
     return {
         common.IMAGE: rng.uniform(0, 255, shape + [3]).astype(np.float32),
-        common.GT_SEMANTIC_KEY: rng.randint(0, 19, shape).astype(np.int32),
+        common.GT_SEMANTIC_KEY: rng.randint(0, num_classes, shape).astype(
+            np.int32),
         common.GT_INSTANCE_CENTER_KEY: rng.uniform(0, 1, shape).astype(
             np.float32),
         common.GT_INSTANCE_REGRESSION_KEY: rng.normal(
@@ -38,12 +40,14 @@ def train_step(config_path: str, height: int = 257, width: int = 513,
     model = builder.build_model(config)
     optimizer = schedules.build_optimizer(
         config.trainer_options.solver_options)
-    loss = build_loss(config, datasets.get_dataset_descriptor(
-        config.train_dataset_options.dataset))
+    descriptor = datasets.get_dataset_descriptor(
+        config.train_dataset_options.dataset)
+    loss = build_loss(config, descriptor)
     trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, loss,
                                   optimizer, batch_size)
     iterator = iter(tf.data.Dataset.from_tensors(
-        _random_batch(batch_size, height, width)).repeat())
+        _random_batch(batch_size, height, width,
+                      descriptor.num_classes)).repeat())
     result = {'config': str(config_path),
               'input_shape': [batch_size, height, width, 3],
               'device': timing.device_name()}

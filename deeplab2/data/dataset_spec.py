@@ -47,7 +47,8 @@ class DatasetSpecError(ValueError):
 
 def is_spec_path(dataset: str) -> bool:
     """Whether a `DatasetOptions.dataset` value names a spec file rather
-    than a built-in dataset."""
+    than a built-in dataset (the rule `config.is_spec_path` and
+    `datasets.get_dataset_descriptor` follow too)."""
     return dataset.endswith('.json')
 
 

@@ -2,9 +2,12 @@
 pipeline needs (label space, ignore value, panoptic encoding, split sizes).
 
 A `DatasetOptions.dataset` name in a config is looked up here: a built-in
-dataset's name, or the path of a dataset spec file (`dataset_spec.py`). The
-built-in values follow DeepLab2's descriptors so that its TFRecords and
-checkpoints mean the same thing here.
+dataset's name, or the path of a dataset spec file (`dataset_spec.py`;
+`config.load_config` has made a config's spec paths absolute). A run looks
+its datasets up once and hands the descriptors down (`trainer/runner.py`,
+`predict.run`, `export.export_from_config`). The built-in values follow
+DeepLab2's descriptors so that its TFRecords and checkpoints mean the same
+thing here.
 """
 
 import dataclasses

@@ -27,15 +27,27 @@ _RECORD_SHUFFLE_BUFFER = 64
 _CYCLE_LENGTH = 8
 
 
+# The split a dataset spec's records are read from when the config gives no
+# file_pattern: the converter's usual split names.
+SPEC_TRAIN_SPLIT = 'train'
+SPEC_EVAL_SPLIT = 'val'
+
+
 def resolve_files(dataset_options, field: str = 'train_dataset_options',
-                  is_training: bool = True) -> list[str]:
+                  is_training: bool = True,
+                  descriptor: datasets.DatasetDescriptor | None = None
+                  ) -> list[str]:
     """The TFRecord files a DatasetOptions names.
 
     An empty file_pattern on the `demo` dataset materializes it (generated
-    and converted once, then cached).
+    and converted once, then cached); on a dataset spec it is the spec's
+    `train` split's pattern in training, its `val` split's in evaluation.
+    `descriptor` is the dataset's (default: looked up from the options).
 
     Raises:
       UnresolvedPlaceholderError: file_pattern is still `${...}`.
+      ConfigError: no pattern to read (naming the field, and the spec's
+        splits for a spec dataset).
       FileNotFoundError: the patterns match no file (naming them).
     """
     patterns = [pattern for pattern in config_lib.resolved_field(
@@ -44,6 +56,10 @@ def resolve_files(dataset_options, field: str = 'train_dataset_options',
         folder = demo.materialize_demo_dataset()
         split = 'train' if is_training else 'val'
         patterns = [os.path.join(folder, f'{split}-*.tfrecord')]
+    if not patterns and config_lib.is_spec_path(dataset_options.dataset):
+        patterns = [_spec_split_pattern(
+            descriptor or datasets.get_dataset_descriptor(
+                dataset_options.dataset), field, is_training)]
     if not patterns:
         raise config_lib.ConfigError(
             f'{field}.file_pattern is empty: set it to the TFRecord shards, '
@@ -56,12 +72,26 @@ def resolve_files(dataset_options, field: str = 'train_dataset_options',
     return files
 
 
+def _spec_split_pattern(descriptor, field: str, is_training: bool) -> str:
+    split = SPEC_TRAIN_SPLIT if is_training else SPEC_EVAL_SPLIT
+    if split not in descriptor.file_patterns:
+        known = ', '.join(sorted(descriptor.file_patterns)) or 'none'
+        raise config_lib.ConfigError(
+            f'{field}.file_pattern is empty and the dataset spec '
+            f'{descriptor.name!r} has no {split!r} split to read instead '
+            f'(its splits: {known}); set it, e.g. --config_override='
+            f'{field}.file_pattern=/data/<split>-*.tfrecord')
+    return descriptor.file_patterns[split]
+
+
 def build_dataset(dataset_options, is_training: bool,
                   field: str = 'train_dataset_options',
                   input_context: tf.distribute.InputContext | None = None,
                   seed: int | None = None,
                   skip_batches: int = 0,
-                  files: list[str] | None = None) -> tf.data.Dataset:
+                  files: list[str] | None = None,
+                  descriptor: datasets.DatasetDescriptor | None = None
+                  ) -> tf.data.Dataset:
     """The batched dataset of samples (dicts keyed by deeplab2.common).
 
     Args:
@@ -78,12 +108,16 @@ def build_dataset(dataset_options, is_training: bool,
       files: the TFRecord files, when the caller has resolved them already
         (it also needs them to name a file in a read error); default:
         `resolve_files`.
+      descriptor: the dataset's DatasetDescriptor, when the caller has
+        resolved it once for the run; default: looked up from
+        `dataset_options.dataset`.
     """
-    descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
+    if descriptor is None:
+        descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
     options = sample_generator.SampleOptions.from_dataset_options(
         dataset_options, descriptor)
     if files is None:
-        files = resolve_files(dataset_options, field, is_training)
+        files = resolve_files(dataset_options, field, is_training, descriptor)
     batch_size = dataset_options.batch_size
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None:

@@ -80,7 +80,7 @@ def pictures(descriptor, image, predictions: dict, labels: dict) -> dict:
     """kind -> uint8 [H, W, 3] picture of one image: the image, its colored
     predictions (panoptic ones overlaid on it) and ground truth, for the
     keys present."""
-    palette = vis.colormap(descriptor.colormap)
+    palette = vis.palette(descriptor)
     image = np.clip(np.round(np.asarray(image, np.float32)), 0,
                     255).astype(np.uint8)
 

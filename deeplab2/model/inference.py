@@ -80,12 +80,16 @@ def _flip_back(outputs: dict) -> dict:
     return flipped
 
 
-def build_inference(config, model, static_shapes: bool = False) -> Inference:
+def build_inference(config, model, static_shapes: bool = False,
+                    descriptor=None) -> Inference:
     """Inference for an ExperimentOptions: its eval scales, flipping and
-    post-processing around `model` (from build_model)."""
+    post-processing around `model` (from build_model); `descriptor` is the
+    eval dataset's (default: looked up from the config, see
+    `postprocess.build_postprocessor`)."""
     evaluator = config.evaluator_options
     return Inference(
         model, postprocess.build_postprocessor(config,
-                                               static_shapes=static_shapes),
+                                               static_shapes=static_shapes,
+                                               descriptor=descriptor),
         eval_scales=list(evaluator.eval_scales),
         add_flipped_images=evaluator.add_flipped_images)

@@ -397,12 +397,16 @@ class PanopticPostProcessor:
         return tf.ensure_shape(scores, [None, self.options.keep_k_centers])
 
 
-def build_postprocessor(config, static_shapes: bool = False
+def build_postprocessor(config, static_shapes: bool = False,
+                        descriptor: datasets.DatasetDescriptor | None = None
                         ) -> PanopticPostProcessor:
     """The post-processor an ExperimentOptions describes: its evaluator
-    options and its eval dataset's descriptor."""
-    descriptor = datasets.get_dataset_descriptor(
-        config.eval_dataset_options.dataset)
+    options and its eval dataset's descriptor (`descriptor`, when the caller
+    has resolved it once for the run; default: looked up from
+    `config.eval_dataset_options.dataset`)."""
+    if descriptor is None:
+        descriptor = datasets.get_dataset_descriptor(
+            config.eval_dataset_options.dataset)
     evaluator = config.evaluator_options
     return PanopticPostProcessor(PostProcessOptions(
         thing_class_ids=tuple(descriptor.class_has_instances_list),

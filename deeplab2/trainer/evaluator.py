@@ -6,6 +6,8 @@ A metric is a plug-in: one `METRICS` entry saying how to build it from the
 dataset descriptor and which ground truth and predictions it reads. The
 evaluator builds those whose predictions the model outputs (a semantic-only
 model gets mIoU alone) and merges their `result()` dicts, in table order.
+`per_class_by_name` keys the per-class values by the dataset's class names
+(what eval_results.json shows).
 """
 
 import dataclasses
@@ -83,6 +85,37 @@ def build_metrics(descriptor: datasets.DatasetDescriptor,
     return {name: plugin.build(descriptor)
             for name, plugin in METRICS.items()
             if plugin.applies_to(predictions)}
+
+
+# Per-class result arrays (indexed by semantic label) -> the name each value
+# has per class in `per_class_by_name`.
+PER_CLASS_KEYS = {'per_class_iou': 'iou', 'per_class_pq': 'pq',
+                  'per_class_sq': 'sq', 'per_class_rq': 'rq',
+                  'per_class_ap': 'ap'}
+
+
+def per_class_by_name(results: dict,
+                      descriptor: datasets.DatasetDescriptor) -> dict:
+    """{class name: {'iou', 'pq', 'sq', 'rq', 'ap': value}} from the
+    per-class arrays among `results` (an `evaluate` result), keyed by the
+    descriptor's class names (the label as text where it has none).
+
+    Only defined values appear: a class no metric could score (absent from
+    ground truth and predictions, or the void label) is left out, and so
+    is a metric the model's outputs did not allow (a semantic-only model
+    has IoU alone). Plain floats: ready for JSON.
+    """
+    names = descriptor.class_names or tuple(
+        str(label) for label in range(descriptor.num_classes))
+    by_name = {}
+    for key, short in PER_CLASS_KEYS.items():
+        if key not in results:
+            continue
+        for label, value in enumerate(np.asarray(results[key],
+                                                 np.float64)):
+            if label < len(names) and np.isfinite(value):
+                by_name.setdefault(names[label], {})[short] = float(value)
+    return by_name
 
 
 def restore_size(prediction: np.ndarray, resized_size, raw_size):

@@ -2,7 +2,10 @@
 model, optimizer and checkpoint manager, restoring or resuming, the
 training loop (its after-step work is in `hooks`) and evaluation.
 
-`run(config, mode, model_dir, strategy)` is what the CLI calls.
+`run(config, mode, model_dir, strategy)` is what the CLI calls. It looks
+the datasets up once (a built-in name or a dataset spec file) and hands
+their descriptors to the input pipeline, loss, post-processing, metrics
+and prediction writer, none of which looks a dataset up again.
 """
 
 import dataclasses
@@ -46,11 +49,17 @@ _STALE_CHECKPOINT_TEMPORARIES = (
 
 @dataclasses.dataclass
 class _Session:
-    """Everything built once per run."""
+    """Everything built once per run.
+
+    `train_dataset` and `eval_dataset` are the descriptors of the config's
+    datasets, looked up once; None for the one the mode does not read.
+    """
     model: object
     optimizer: object
     global_step: tf.Variable
     manager: tf.train.CheckpointManager
+    train_dataset: datasets.DatasetDescriptor | None = None
+    eval_dataset: datasets.DatasetDescriptor | None = None
 
 
 def run(config, mode: str, model_dir: str,
@@ -61,8 +70,11 @@ def run(config, mode: str, model_dir: str,
         raise ValueError(f'--mode must be one of {", ".join(MODES)}, got '
                          f'{mode!r}.')
     strategy = strategy or tf.distribute.get_strategy()
+    # Before anything is built or written: a bad dataset spec fails first.
+    train_dataset, eval_dataset = _dataset_descriptors(config, mode)
     os.makedirs(model_dir, exist_ok=True)
     session = _build_session(config, model_dir, strategy, seed)
+    session.train_dataset, session.eval_dataset = train_dataset, eval_dataset
     if mode == 'eval':
         if not _restore_latest(session):
             raise FileNotFoundError(
@@ -79,6 +91,18 @@ def run(config, mode: str, model_dir: str,
                           int(session.global_step.numpy()))
     return _train(config, session, strategy, model_dir, seed,
                   evaluate=mode == 'train_and_eval')
+
+
+def _dataset_descriptors(config, mode: str):
+    """(train, eval) DatasetDescriptor of `config`, each looked up only if
+    `mode` reads that dataset (else None)."""
+    def lookup(field):
+        return datasets.get_dataset_descriptor(
+            getattr(config, field).dataset)
+    trains = mode in ('train', 'train_and_eval')
+    evaluates = mode != 'train'
+    return (lookup('train_dataset_options') if trains else None,
+            lookup('eval_dataset_options') if evaluates else None)
 
 
 def _build_session(config, model_dir, strategy, seed) -> _Session:
@@ -216,12 +240,14 @@ def _build_trainer(config, session, strategy, seed, start_step):
     """(Trainer, iterator over the training batches from start_step on,
     the resolved input files)."""
     dataset_options = config.train_dataset_options
-    files = input_pipeline.resolve_files(dataset_options)
+    descriptor = session.train_dataset
+    files = input_pipeline.resolve_files(dataset_options,
+                                         descriptor=descriptor)
     dataset = strategy.distribute_datasets_from_function(
         lambda context: input_pipeline.build_dataset(
             dataset_options, is_training=True, input_context=context,
-            seed=seed, skip_batches=start_step, files=files))
-    descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
+            seed=seed, skip_batches=start_step, files=files,
+            descriptor=descriptor))
     trainer = trainer_lib.Trainer(
         strategy, session.model, _build_loss(config, descriptor),
         session.optimizer, global_batch_size=dataset_options.batch_size,
@@ -258,13 +284,16 @@ def _current_learning_rate(optimizer) -> float:
 
 def _evaluate(config, session, strategy, model_dir) -> dict:
     dataset_options = config.eval_dataset_options
-    descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
+    descriptor = session.eval_dataset
     field = 'eval_dataset_options'
     files = input_pipeline.resolve_files(dataset_options, field,
-                                         is_training=False)
+                                         is_training=False,
+                                         descriptor=descriptor)
     dataset = input_pipeline.build_dataset(
-        dataset_options, is_training=False, field=field, files=files)
-    inference = inference_lib.build_inference(config, session.model)
+        dataset_options, is_training=False, field=field, files=files,
+        descriptor=descriptor)
+    inference = inference_lib.build_inference(config, session.model,
+                                              descriptor=descriptor)
     evaluator = evaluator_lib.Evaluator(strategy, inference, descriptor)
     step = int(session.global_step.numpy())
     writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
@@ -291,8 +320,12 @@ def _evaluate(config, session, strategy, model_dir) -> dict:
     hooks_lib.write_scalars(writer, step, scalars)
     logging.info('eval at step %d: %s', step, ' '.join(
         f'{key}={value:.4f}' for key, value in sorted(scalars.items())))
+    # One line per evaluation: the scalars, then each class's values under
+    # its name (a spec dataset's own class names).
+    per_class = evaluator_lib.per_class_by_name(metrics, descriptor)
     with open(os.path.join(model_dir, 'eval_results.json'), 'a') as f:
-        f.write(json.dumps({'step': step, **scalars}) + '\n')
+        f.write(json.dumps({'step': step, **scalars,
+                            'per_class': per_class}) + '\n')
     return scalars
 
 

@@ -212,3 +212,56 @@ def test_read_errors_inside_a_tf_function_name_the_file(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match='not records'):
         with input_pipeline.explained_read_errors([str(bad)]):
             raise tf.errors.InvalidArgumentError(None, None, 'not records')
+
+
+def _demo_spec(tmp_path, demo_shards, splits=('train', 'val')):
+    """A spec of the demo records (Cityscapes' label space, classes
+    renamed), its patterns absolute."""
+    from deeplab2.data import dataset_spec
+    spec = {'name': 'demo_as_spec', 'panoptic_label_divisor': 1000,
+            'classes': [{'name': f'c{label}', 'thing': label >= 11}
+                        for label in range(19)],
+            'splits': {split: {'file_pattern': f'{demo_shards}/{split}-*',
+                               'num_examples': 1} for split in splits}}
+    path = str(tmp_path / 'dataset.json')
+    dataset_spec.write_spec(path, spec)
+    return path
+
+
+def test_spec_dataset_without_file_pattern_reads_its_splits(
+        demo_shards, tmp_path):
+    import glob
+    options = _options('', dataset=_demo_spec(tmp_path, demo_shards))
+    assert input_pipeline.resolve_files(options) == sorted(
+        glob.glob(f'{demo_shards}/train-*'))
+    assert input_pipeline.resolve_files(options, is_training=False) == (
+        sorted(glob.glob(f'{demo_shards}/val-*')))
+
+
+def test_spec_dataset_without_the_split_asks_for_file_pattern(
+        demo_shards, tmp_path):
+    options = _options('', dataset=_demo_spec(tmp_path, demo_shards,
+                                              splits=('train',)))
+    with pytest.raises(config_lib.ConfigError) as error:
+        input_pipeline.resolve_files(options, 'eval_dataset_options',
+                                     is_training=False)
+    assert str(error.value).startswith(
+        "eval_dataset_options.file_pattern is empty and the dataset spec "
+        "'demo_as_spec' has no 'val' split to read instead (its splits: "
+        'train)')
+
+
+def test_given_descriptor_is_used_without_a_lookup(demo_shards, tmp_path,
+                                                   monkeypatch):
+    from deeplab2.data import datasets
+    path = _demo_spec(tmp_path, demo_shards)
+    descriptor = datasets.get_dataset_descriptor(path)
+    options = _options('', dataset=path)
+
+    def no_lookup(name):
+        raise AssertionError(f'looked up {name} again')
+
+    monkeypatch.setattr(datasets, 'get_dataset_descriptor', no_lookup)
+    batch = next(iter(input_pipeline.build_dataset(
+        options, is_training=False, descriptor=descriptor)))
+    assert batch[common.IMAGE].shape[0] == 2

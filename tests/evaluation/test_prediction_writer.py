@@ -399,3 +399,20 @@ def test_eval_run_writes_files_the_official_tools_score_alike(
     assert metrics['miou'] == pytest.approx(pixel['averageScoreClasses'],
                                             abs=1e-6)
     assert _no_temporaries(vis_dir)
+
+
+def test_pictures_of_a_spec_dataset_use_its_class_colors():
+    spec = datasets.DatasetDescriptor(
+        name='mine', splits_to_sizes={}, num_classes=2, ignore_label=9,
+        panoptic_label_divisor=10, class_has_instances_list=(1,),
+        colormap=datasets.SPEC_COLORMAP,
+        class_colors=((10, 20, 30), (200, 100, 0)))
+    image = np.zeros((1, 3, 3), np.uint8)
+    drawn = prediction_writer.pictures(
+        spec, image, {common.PRED_SEMANTIC_KEY: np.array([[1, 0, 9]])},
+        {common.GT_PANOPTIC_RAW: np.array([[0, 0, 90]])})
+    assert drawn['semantic_prediction'].tolist() == [
+        [[200, 100, 0], [10, 20, 30], [0, 0, 0]]]
+    # Stuff and void overlaid half and half on the black image.
+    assert drawn['panoptic_label'].tolist() == [
+        [[5, 10, 15], [5, 10, 15], [0, 0, 0]]]

@@ -440,3 +440,28 @@ def test_export_without_jit_has_no_xla_clusters_and_same_outputs(
     image = narrow.image('_c')
     _assert_outputs_equal(_numpy(plain(images=tf.constant(image))),
                           _serve(serving, image))
+
+
+def test_predict_fn_post_processes_with_the_given_dataset(narrow, tmp_path):
+    """A spec dataset over the same 19 classes, all stuff, divisor 64: no
+    instances, and each pixel's panoptic id is its class * 64, or void
+    (255 * 64) where its class covers less than the config's
+    stuff_area_limit (2048 pixels)."""
+    from deeplab2.data import dataset_spec
+    spec = {'name': 'all_stuff', 'panoptic_label_divisor': 64,
+            'classes': [{'name': f'k{label}'} for label in range(19)],
+            'splits': {'val': {'file_pattern': 'v-*', 'num_examples': 1}}}
+    dataset_spec.write_spec(str(tmp_path / 'dataset.json'), spec)
+    descriptor = dataset_spec.load_spec(str(tmp_path / 'dataset.json'))
+    predict = export.build_predict_fn(narrow.config, narrow.model,
+                                      export.ExportOptions(), descriptor)
+    image = np.random.default_rng(0).integers(0, 256, (1, 65, 97, 3),
+                                              dtype=np.uint8)
+    outputs = _numpy(predict(tf.constant(image)))
+    semantic = outputs['semantic_pred'][0]
+    labels, areas = np.unique(semantic, return_counts=True)
+    large = labels[areas >= 2048]
+    assert large.size and large.size < labels.size  # both rules at work
+    expected = np.where(np.isin(semantic, large), semantic, 255) * 64
+    np.testing.assert_array_equal(outputs['panoptic_pred'][0], expected)
+    assert not outputs['instance_pred'].any()

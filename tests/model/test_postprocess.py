@@ -251,3 +251,25 @@ def test_build_postprocessor_reads_evaluator_and_dataset():
     assert (options.nms_kernel, options.stuff_area_limit,
             options.keep_k_centers) == (41, 4096, 400)
     assert options.merge_with_tf_op_semantics is False
+
+
+def test_build_postprocessor_takes_the_runs_descriptor(tmp_path):
+    """A descriptor handed down (a spec dataset's) wins over the config's
+    dataset name; without one, a spec path in the config is read."""
+    from deeplab2.data import dataset_spec
+    spec = {'name': 'mine', 'ignore_label': 9, 'panoptic_label_divisor': 64,
+            'classes': [{'name': 'grass'}, {'name': 'cow', 'thing': True},
+                        {'name': 'wall'}, {'name': 'dog', 'thing': True}],
+            'splits': {'val': {'file_pattern': 'v-*', 'num_examples': 1}}}
+    path = str(tmp_path / 'dataset.json')
+    dataset_spec.write_spec(path, spec)
+    config = config_lib.parse_config_text(
+        'eval_dataset_options { dataset: "coco_panoptic" }')
+    options = postprocess.build_postprocessor(
+        config, descriptor=dataset_spec.load_spec(path)).options
+    assert options.thing_class_ids == (1, 3)
+    assert (options.label_divisor, options.void_label) == (64, 9)
+    config.eval_dataset_options.dataset = path
+    options = postprocess.build_postprocessor(config).options
+    assert (options.thing_class_ids, options.label_divisor,
+            options.void_label) == ((1, 3), 64, 9)

@@ -137,3 +137,35 @@ def test_restore_size_crops_the_padding_then_resizes_to_the_raw_size():
     np.testing.assert_array_equal(
         evaluator_lib.restore_size(padded, (2, 2), (4, 4)),
         [[0, 0, 1, 1], [0, 0, 1, 1], [3, 3, 4, 4], [3, 3, 4, 4]])
+
+
+def test_per_class_values_are_keyed_by_class_name():
+    """The hand-worked case above: road (stuff) IoU 2/4, car (thing) IoU 0;
+    both PQ/SQ/RQ 1; AP 1 for the car, none for stuff."""
+    import dataclasses
+    named = dataclasses.replace(_DESCRIPTOR, class_names=('road', 'car'))
+    by_name = evaluator_lib.per_class_by_name(_evaluate(list(_PREDICTIONS)),
+                                              named)
+    # COCO's 101-point precision average: 1 up to rounding.
+    assert by_name['car'].pop('ap') == pytest.approx(1.0)
+    assert by_name == {
+        'road': {'iou': 0.5, 'pq': 1.0, 'sq': 1.0, 'rq': 1.0},
+        'car': {'iou': 0.0, 'pq': 1.0, 'sq': 1.0, 'rq': 1.0}}
+
+
+def test_per_class_of_a_semantic_only_model_is_iou_alone():
+    by_name = evaluator_lib.per_class_by_name(
+        _evaluate([common.PRED_SEMANTIC_KEY]), _DESCRIPTOR)
+    # No class names: the labels as text.
+    assert by_name == {'0': {'iou': 0.5}, '1': {'iou': 0.0}}
+
+
+def test_per_class_leaves_out_classes_no_metric_scored():
+    results = {'per_class_iou': np.array([0.25, np.nan]),
+               'per_class_pq': np.array([np.nan, np.nan])}
+    named = datasets.DatasetDescriptor(
+        name='n', splits_to_sizes={}, num_classes=2, ignore_label=255,
+        panoptic_label_divisor=1000, class_has_instances_list=(),
+        colormap='cityscapes', class_names=('sky', 'sea'))
+    assert evaluator_lib.per_class_by_name(results, named) == {
+        'sky': {'iou': 0.25}}

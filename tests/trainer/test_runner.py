@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab2 import config as config_lib
+from deeplab2.data import datasets
 from deeplab2.data import demo
 from deeplab2.trainer import runner
 
@@ -52,11 +53,28 @@ def _losses(model_dir):
                                                   lines.splitlines())}
 
 
+def _counted_lookups(monkeypatch) -> list:
+    """The names get_dataset_descriptor is asked for from now on."""
+    from deeplab2.data import datasets
+    lookups = []
+    lookup = datasets.get_dataset_descriptor
+
+    def counted(name):
+        lookups.append(name)
+        return lookup(name)
+
+    monkeypatch.setattr(datasets, 'get_dataset_descriptor', counted)
+    return lookups
+
+
 def test_train_and_eval_writes_checkpoints_summaries_and_metrics(
-        demo_tfrecords, tmp_path):
+        demo_tfrecords, tmp_path, monkeypatch):
     config = config_lib.load_config(DEMO_CONFIG,
                                     _tiny_overrides(demo_tfrecords))
+    lookups = _counted_lookups(monkeypatch)
     metrics = runner.run(config, 'train_and_eval', str(tmp_path), seed=1)
+    # Each dataset looked up once per run, whatever reads it.
+    assert lookups == ['demo', 'demo']
     assert {'pq', 'sq', 'rq', 'miou', 'ap', 'ap50'} <= set(metrics)
     assert 0.0 <= metrics['pq'] <= 1.0
     tags = {value.tag for path in (tmp_path / 'eval').glob('events*')
@@ -75,6 +93,44 @@ def test_train_and_eval_writes_checkpoints_summaries_and_metrics(
     # Eval mode on the finished model_dir reads the same checkpoint.
     again = runner.run(config, 'eval', str(tmp_path))
     assert again['pq'] == pytest.approx(metrics['pq'])
+    assert lookups == ['demo'] * 3
+    # eval_results.json names the classes.
+    last = json.loads((tmp_path / 'eval_results.json').read_text()
+                      .splitlines()[-1])
+    assert last['step'] == 4 and last['pq'] == pytest.approx(metrics['pq'])
+    assert set(last['per_class']) <= set(datasets.DEMO.class_names)
+    assert all(0.0 <= value <= 1.0 for values in last['per_class'].values()
+               for value in values.values())
+
+
+def test_eval_on_a_spec_dataset_names_its_classes(demo_tfrecords, tmp_path,
+                                                  monkeypatch):
+    """The demo records described by a spec (classes renamed), read from
+    the spec's own val split: one lookup of the spec path, and the per-class
+    results under the spec's names. Evaluates the random initial weights:
+    no training needed to show the wiring."""
+    from deeplab2.data import dataset_spec
+    spec = {'name': 'renamed', 'panoptic_label_divisor': 1000,
+            'classes': [{'name': f'k{label}', 'thing': label >= 11}
+                        for label in range(19)],
+            'splits': {'val': {'file_pattern': f'{demo_tfrecords}/val-*',
+                               'num_examples': 2}}}
+    dataset_spec.write_spec(str(tmp_path / 'dataset.json'), spec)
+    monkeypatch.chdir(tmp_path)
+    config = config_lib.load_config(DEMO_CONFIG, _tiny_overrides(
+        demo_tfrecords) + ['eval_dataset_options.dataset=dataset.json',
+                           'eval_dataset_options.file_pattern=[]'])
+    model_dir = tmp_path / 'model'
+    session = runner._build_session(config, str(model_dir),
+                                    tf.distribute.get_strategy(), seed=0)
+    session.manager.save(checkpoint_number=0)
+    lookups = _counted_lookups(monkeypatch)
+    metrics = runner.run(config, 'eval', str(model_dir))
+    assert lookups == [str(tmp_path / 'dataset.json')]
+    assert 0.0 <= metrics['miou'] <= 1.0
+    last = json.loads((model_dir / 'eval_results.json').read_text())
+    assert last['per_class'] and set(last['per_class']) <= {
+        f'k{label}' for label in range(19)}
 
 
 def _train_command(model_dir, shards, steps):
