@@ -15,22 +15,16 @@ checkpoint (or archive) raises one CorruptCheckpointError naming it, before
 any variable is assigned.
 """
 
-import contextlib
 import dataclasses
-import gzip
 import os
 import pathlib
-import shutil
-import tarfile
-import tempfile
-import zlib
 
-from google.protobuf import message as message_lib
 import tensorflow as tf
 
 from deeplab2 import config as config_lib
 from deeplab2 import files
 from deeplab2 import private_api
+from deeplab2.compat import checkpoint_files
 from deeplab2.compat import last_layers
 from deeplab2.compat import naming
 from deeplab2.model import builder
@@ -44,11 +38,6 @@ _MAX_LISTED = 20
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the model: names every offending key."""
-
-
-class CorruptCheckpointError(ValueError):
-    """The checkpoint's files (or its archive) cannot be read: truncated,
-    damaged or partly missing. Names the checkpoint."""
 
 
 @dataclasses.dataclass
@@ -130,8 +119,8 @@ def _restore(model, path, rules: list[last_layers.Rule], expected: str,
     """restore_checkpoint, with the last layers restored as `rules` say;
     `allow_absent_parts` ignores checkpoint items the model has no part for
     (e.g. the instance branch, for a semantic-only model)."""
-    with _checkpoint_prefix(path) as prefix:
-        with unreadable_is_corrupt(prefix):
+    with checkpoint_files.checkpoint_prefix(path) as prefix:
+        with checkpoint_files.unreadable_is_corrupt(prefix):
             reader = tf.train.load_checkpoint(prefix)
             shapes = reader.get_variable_to_shape_map()
             variables = naming.variable_keys(model.checkpoint_items)
@@ -146,7 +135,7 @@ def _restore(model, path, rules: list[last_layers.Rule], expected: str,
                                       expected, allow_absent_parts)
         # Every value is read before any is assigned, so that a file cut
         # short half-way leaves the model as it was, not half restored.
-        with unreadable_is_corrupt(prefix):
+        with checkpoint_files.unreadable_is_corrupt(prefix):
             values = [reader.get_tensor(stored_as.get(source, source))
                       for source, _ in plan]
     for (_, our_key), value in zip(plan, values):
@@ -154,27 +143,6 @@ def _restore(model, path, rules: list[last_layers.Rule], expected: str,
         variable.assign(tf.cast(value, variable.dtype))
         summary.restored.append(our_key)
     return summary
-
-
-@contextlib.contextmanager
-def unreadable_is_corrupt(prefix: str):
-    """Turns what TF's checkpoint reader raises for damaged files (an
-    OpError such as DataLossError or NotFoundError, IndexError "Read less
-    bytes than requested" for a cut `.data-*`, DecodeError for a damaged
-    object graph) into one CorruptCheckpointError naming `prefix`."""
-    try:
-        yield
-    except (tf.errors.OpError, IndexError,
-            message_lib.DecodeError) as error:
-        detail = getattr(error, 'message', None) or str(error)
-        prefix_path = pathlib.Path(prefix)
-        files = sorted(path.name for path in
-                       prefix_path.parent.glob(prefix_path.name + '.*'))
-        raise CorruptCheckpointError(
-            f'Checkpoint {prefix} cannot be read: its files are truncated, '
-            f'corrupt or incomplete ({detail.strip()}). Files present: '
-            f'{", ".join(files) or "none"}. Copy or download the '
-            'checkpoint again.') from None
 
 
 def _stored_keys(reader, shapes, variables) -> dict[str, str]:
@@ -333,63 +301,6 @@ def _mismatch_message(prefix, expected, missing, mismatched, unexpected,
 
 
 # ---------------------------------------------------------------- paths
-
-
-class _checkpoint_prefix:
-    """Context manager: the checkpoint prefix behind `path`, extracting a
-    .tar.gz into a temporary folder that is removed afterwards."""
-
-    def __init__(self, path):
-        self._path = pathlib.Path(path)
-        self._tmp = None
-
-    def __enter__(self) -> str:
-        path = self._path
-        if path.name.endswith(('.tar.gz', '.tgz', '.tar')):
-            if not path.is_file():
-                raise FileNotFoundError(f'Checkpoint archive not found: {path}')
-            self._tmp = tempfile.mkdtemp(prefix='deeplab2_ckpt_')
-            _extract(path, self._tmp)
-            path = pathlib.Path(self._tmp)
-        return _find_prefix(path, original=self._path)
-
-    def __exit__(self, *exc):
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _extract(archive: pathlib.Path, folder: str) -> None:
-    """Extracts `archive` into `folder`, which is removed again on failure
-    (__exit__ does not run when __enter__ raises)."""
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(folder, filter='data')
-    except (tarfile.TarError, EOFError, zlib.error,
-            gzip.BadGzipFile) as error:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise CorruptCheckpointError(
-            f'Checkpoint archive {archive} is truncated or corrupt '
-            f'({str(error).strip()}). Download it again.') from None
-
-
-def _find_prefix(path: pathlib.Path, original: pathlib.Path) -> str:
-    if pathlib.Path(f'{path}.index').is_file():
-        return str(path)
-    if path.is_dir():
-        latest = tf.train.latest_checkpoint(str(path))
-        if latest:
-            return latest
-        indexes = sorted(path.rglob('*.index'))
-        if len(indexes) == 1:
-            return str(indexes[0])[:-len('.index')]
-        if indexes:
-            raise FileNotFoundError(
-                f'{original} holds several checkpoints and no `checkpoint` '
-                f'file naming the latest: {[str(i) for i in indexes]}; pass '
-                'the prefix of one.')
-    raise FileNotFoundError(
-        f'No checkpoint at {original}: expected a prefix (with .index and '
-        '.data-* files), a folder holding one, or a .tar.gz.')
 
 
 def save_model_checkpoint(model, prefix) -> str:
