@@ -69,9 +69,12 @@ def export_from_config(config_file, checkpoint_path, output_path,
     """What scripts/export_model.py runs: config file (+ overrides) and a
     checkpoint -> an export at output_path."""
     config = config_lib.load_config(str(config_file), list(overrides))
-    # Looked up before the model is built: a bad dataset spec fails fast.
+    # Looked up before the model is built: a bad dataset spec, or a model
+    # with an instance branch on a semantic-only dataset, fails fast.
     descriptor = datasets.get_dataset_descriptor(
         config.eval_dataset_options.dataset)
+    builder.check_model_suits_dataset(config, 'eval_dataset_options',
+                                      descriptor)
     model = load_model(config, checkpoint_path, expected=str(config_file))
     return export_model(config, model, output_path, export_format, options,
                         overwrite=overwrite, descriptor=descriptor)

@@ -4,7 +4,12 @@
 (`predict_inputs`), run a `Predictor` on each at its own size (a checkpoint
 or an exported SavedModel), and write `<name>_panoptic.png`,
 `<name>_overlay.jpg` and `<name>_segments.json` (`predict_outputs`, which
-documents the files).
+documents the files). A semantic-only model (no instance branch) or a
+semantic-only dataset (no instances) gets `<name>_semantic.png` (each
+pixel's class as its eval id, 8 or 16 bits) instead of the panoptic PNG,
+an overlay of the semantic map, and a `<name>_segments.json` with one
+entry per class present. A model with an instance branch on a
+semantic-only dataset is refused (`builder.check_model_suits_dataset`).
 
 Images run at their own size, never resized or padded: the ASPP image
 pooling is global (deeplab2.model.decoder.aspp), so any size works, and an
@@ -28,6 +33,7 @@ from deeplab2 import config as config_lib
 from deeplab2 import progress as progress_lib
 from deeplab2 import serving
 from deeplab2.data import datasets
+from deeplab2.model import builder
 from deeplab2.predict_inputs import IMAGE_EXTENSIONS  # noqa: F401
 from deeplab2.predict_inputs import find_images
 from deeplab2.predict_inputs import output_names
@@ -100,13 +106,20 @@ def run(config_file: str, input_pattern: str, output_dir: str,
     """What scripts/predict.py does: config -> back-end -> every image.
 
     The eval dataset (built-in or a spec file) is looked up once; its
-    descriptor names the classes and drives post-processing."""
+    descriptor names the classes and drives post-processing.
+
+    Raises:
+      ConfigError: among others, a model with an instance branch on a
+        semantic-only dataset (before images are searched or the model
+        built)."""
     config = config_lib.load_config(config_file, config_overrides)
     try:
         descriptor = datasets.get_dataset_descriptor(
             config.eval_dataset_options.dataset)
     except ValueError as error:
         raise ValueError(f'{config_file}: {error}') from None
+    builder.check_model_suits_dataset(config, 'eval_dataset_options',
+                                      descriptor)
     # Find the images first: a wrong glob should fail before model loading.
     image_paths = find_images(input_pattern, exclude_dir=output_dir)
     backend = build_predictor(config, checkpoint_path, saved_model,

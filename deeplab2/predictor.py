@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from deeplab2 import common
 from deeplab2 import config as config_lib
 from deeplab2 import serving
 from deeplab2.compat import checkpoint as checkpoint_lib
@@ -88,7 +89,8 @@ class Predictor:
     @classmethod
     def from_saved_model(cls, path) -> 'Predictor':
         """An export of deeplab2.export: its `serving_default` signature,
-        checked to take `images` and return every prediction key."""
+        checked to take `images` and return every prediction key (a
+        semantic-only model's export: `semantic_pred` alone)."""
         path = str(path)
         if not os.path.isdir(path):
             raise FileNotFoundError(f'SavedModel folder {path} not found.')
@@ -99,7 +101,7 @@ class Predictor:
             outputs = serve(**{serving.IMAGES_INPUT: tf.constant(
                 images, tf.uint8)})
             return {key: outputs[key].numpy()
-                    for key in serving.PREDICTION_KEYS}
+                    for key in serving.PREDICTION_KEYS if key in outputs}
 
         return cls(predict_batch, model=loaded)
 
@@ -140,8 +142,13 @@ def _serving_signature(loaded, path: str):
         raise ValueError(
             f'SavedModel {path}: {name} takes {sorted(inputs)}, expected an '
             f'{serving.IMAGES_INPUT!r} input.')
-    missing = [key for key in serving.PREDICTION_KEYS
-               if key not in serve.structured_outputs]
+    outputs = serve.structured_outputs
+    # A semantic-only model exports its semantic map alone; any panoptic
+    # map must come with all of them.
+    semantic_only = (set(serving.PREDICTION_KEYS) & set(outputs)
+                     == {common.PRED_SEMANTIC_KEY})
+    missing = [] if semantic_only else [
+        key for key in serving.PREDICTION_KEYS if key not in outputs]
     if missing:
         raise ValueError(
             f'SavedModel {path}: {name} lacks outputs {missing}; it returns '

@@ -2,7 +2,8 @@
 targets -> batches.
 
 Shards are listed, shuffled and split per input pipeline (tf.distribute),
-read interleaved, decoded and turned into Panoptic-DeepLab samples by
+read interleaved, decoded (raw panoptic labels, or the PNG class ids of
+a semantic-only dataset) and turned into Panoptic-DeepLab samples by
 parallel maps, batched per replica and prefetched. A seed makes the order
 deterministic. The record-level shuffle buffer is small on purpose: DeepLab2
 shuffles 1000 serialized Cityscapes records (~11.5 MB each, >10 GB), while
@@ -139,8 +140,10 @@ def build_dataset(dataset_options, is_training: bool,
         # seed of its own: the same stream whatever the map's parallelism.
         example_seed = None if seed is None else tf.stack(
             [tf.constant(seed, tf.int64), index])
+        # A semantic-only dataset's records hold PNG class-id labels.
         return sample_generator.generate_sample(
-            tfrecord.decode_example(record, decode_label=decode_label),
+            tfrecord.decode_example(record, decode_label=decode_label,
+                                    is_panoptic=options.has_instances),
             options, is_training, seed=example_seed)
 
     dataset = dataset.enumerate().skip(skip_batches * batch_size).map(

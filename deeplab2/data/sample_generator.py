@@ -1,9 +1,11 @@
 """Decoded example -> preprocessed image and Panoptic-DeepLab targets.
 
 `generate_sample` is what the input pipeline maps over decoded examples;
-its outputs match DeepLab2's PanopticSampleGenerator key by key. Settings
-are plain values in `SampleOptions`; only `SampleOptions.from_dataset_options`
-reads a proto.
+its outputs match DeepLab2's PanopticSampleGenerator key by key. A
+semantic-only dataset (`SampleOptions.has_instances` False: its labels are
+class ids) gets the semantic target and weight alone, and at eval the raw
+semantic label without a panoptic one. Settings are plain values in
+`SampleOptions`; only `SampleOptions.from_dataset_options` reads a proto.
 """
 
 import dataclasses
@@ -38,6 +40,9 @@ class SampleOptions:
     label_divisor, ignore_label: the panoptic encoding.
     flip_probability: of a training left-right flip.
     autoaugment_policy: AutoAugment policy name for training ('' for none).
+    has_instances: labels are panoptic (`semantic * label_divisor +
+      instance`); False for a semantic-only dataset, whose labels are
+      class ids (label_divisor 1, no thing classes).
     """
     crop_size: tuple[int, int]
     thing_ids: tuple[int, ...]
@@ -54,6 +59,7 @@ class SampleOptions:
     small_instance_weight: float = 1.0
     flip_probability: float = 0.5
     autoaugment_policy: str = ''
+    has_instances: bool = True
 
     def __post_init__(self):
         if self.autoaugment_policy:
@@ -100,7 +106,8 @@ class SampleOptions:
             small_instance_weight=(
                 dataset_options.small_instance_weight if small else 1.0),
             flip_probability=flip_probability,
-            autoaugment_policy=augmentations.autoaugment_policy_name)
+            autoaugment_policy=augmentations.autoaugment_policy_name,
+            has_instances=descriptor.has_instances)
 
 
 # Fields DeepLab2 uses only outside the Panoptic-DeepLab family, with what
@@ -165,20 +172,24 @@ def generate_sample(decoded: dict, options: SampleOptions, is_training: bool,
     """One training or eval sample from a decoded example.
 
     Args:
-      decoded: 'image' uint8 [H, W, 3], 'label' int [H, W, 1] panoptic (may
-        be absent at eval), 'image_name' string.
+      decoded: 'image' uint8 [H, W, 3], 'label' int [H, W, 1] panoptic, or
+        class ids without `options.has_instances` (may be absent at eval),
+        'image_name' string.
       seed: optional [2] int seed making the random augmentation stateless.
       layout: optional `preprocessing.TrainingLayout` replaying a known
         pad/crop/flip (training only).
     Returns:
       common.IMAGE and, with a label, the targets of
-      `targets.panoptic_targets`; at eval also RESIZED_IMAGE, IMAGE_NAME,
+      `targets.panoptic_targets` (`targets.semantic_targets` for a
+      semantic-only dataset); at eval also RESIZED_IMAGE, IMAGE_NAME,
       GT_SIZE_RAW and (with a label) the *_RAW labels.
     """
     resized_image, image, label = preprocess(decoded, options, is_training,
                                              seed, layout)
     sample = {common.IMAGE: image}
-    if label is not None:
+    if label is not None and not options.has_instances:
+        sample.update(targets.semantic_targets(label))
+    elif label is not None:
         sample.update(targets.panoptic_targets(
             label, label_divisor=options.label_divisor,
             ignore_label=options.ignore_label, thing_ids=options.thing_ids,
@@ -189,7 +200,10 @@ def generate_sample(decoded: dict, options: SampleOptions, is_training: bool,
         sample[common.RESIZED_IMAGE] = resized_image
         sample[common.IMAGE_NAME] = decoded[DECODED_IMAGE_NAME]
         sample[common.GT_SIZE_RAW] = tf.shape(decoded[DECODED_IMAGE])[:2]
-        if DECODED_LABEL in decoded:
+        if DECODED_LABEL in decoded and not options.has_instances:
+            sample.update(targets.raw_semantic_eval_labels(
+                decoded[DECODED_LABEL][..., 0]))
+        elif DECODED_LABEL in decoded:
             sample.update(targets.raw_eval_labels(
                 decoded[DECODED_LABEL][..., 0],
                 label_divisor=options.label_divisor,

@@ -1,4 +1,6 @@
-"""Panoptic-DeepLab training targets from a panoptic label, vectorized.
+"""Panoptic-DeepLab training targets from a panoptic label, vectorized;
+a semantic-only label (no instances) gets the semantic target alone
+(`semantic_targets`).
 
 Reproduces DeepLab2's PanopticSampleGenerator exactly, but with segment ops
 over dense id tables instead of a Python loop per instance. Labels are
@@ -207,6 +209,35 @@ def raw_eval_labels(panoptic: tf.Tensor, *, label_divisor: int,
         common.GT_IS_CROWD_RAW: crowd,
         common.GT_SIZE_RAW: tf.shape(panoptic)[:2],
     }
+
+
+def semantic_targets(semantic: tf.Tensor) -> dict:
+    """The targets of a semantic-only label (a dataset without instances):
+    what the semantic loss reads, and nothing about instances.
+
+    Args:
+      semantic: [H, W] int class ids of the processed crop (padding and
+        void = the ignore label).
+    Returns:
+      common.GT_SEMANTIC_KEY [H, W] int32 and SEMANTIC_LOSS_WEIGHT_KEY
+      [H, W] float32, 1 everywhere as in `panoptic_targets` (the loss
+      masks void; there are no instances to weight as small).
+    """
+    semantic = tf.cast(semantic, tf.int32)
+    return {
+        common.GT_SEMANTIC_KEY: semantic,
+        common.SEMANTIC_LOSS_WEIGHT_KEY: tf.ones(tf.shape(semantic),
+                                                 tf.float32),
+    }
+
+
+def raw_semantic_eval_labels(semantic: tf.Tensor) -> dict:
+    """The unprocessed semantic-only label kept for evaluation: [H, W] ->
+    GT_SEMANTIC_RAW and GT_SIZE_RAW (no panoptic map: metrics that read
+    one are not built for such a dataset)."""
+    semantic = tf.cast(semantic, tf.int32)
+    return {common.GT_SEMANTIC_RAW: semantic,
+            common.GT_SIZE_RAW: tf.shape(semantic)[:2]}
 
 
 def thing_id_mask_and_class(panoptic: tf.Tensor, *, label_divisor: int,

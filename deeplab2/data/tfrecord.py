@@ -152,6 +152,9 @@ def _features_to_parse(decode_label: bool) -> dict:
     }
     if decode_label:
         features[common.KEY_ENCODED_LABEL] = string_feature
+        # Optional: only a PNG label's reader checks it.
+        features[common.KEY_LABEL_FORMAT] = tf.io.FixedLenFeature(
+            (), tf.string, default_value='')
     return features
 
 
@@ -170,10 +173,29 @@ def _decode_raw_label(encoded: tf.Tensor, height: tf.Tensor,
     return tf.reshape(flat_label, tf.stack([height, width, 1]))
 
 
-def _decode_png_label(encoded: tf.Tensor) -> tf.Tensor:
-    label = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+def _decode_png_label(encoded: tf.Tensor, label_format: tf.Tensor,
+                      height: tf.Tensor, width: tf.Tensor,
+                      image_name: tf.Tensor) -> tf.Tensor:
+    """PNG class ids -> int32 [H, W, 1], checked for size. A raw (panoptic)
+    label fails naming the image: PNG decoding would only say 'Unknown
+    image file format', naming neither the record nor the cause."""
+    format_check = tf.debugging.Assert(
+        tf.not_equal(label_format, RAW_LABEL_FORMAT),
+        ['Label of image', image_name, 'is a raw panoptic label, but the '
+         'dataset is semantic-only and reads PNG class-id labels (does its '
+         'dataset spec lack panoptic_label_divisor?)'])
+    with tf.control_dependencies([format_check]):
+        label = tf.io.decode_image(encoded, channels=1,
+                                   expand_animations=False)
+    size = tf.cast(tf.shape(label)[:2], tf.int64)
+    size_check = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(size, tf.stack([height, width]))),
+        ['PNG label of image', image_name, 'is', size, '; the image is',
+         tf.stack([height, width])])
+    with tf.control_dependencies([size_check]):
+        label = tf.cast(label, tf.int32)
     label.set_shape([None, None, 1])
-    return tf.cast(label, tf.int32)
+    return label
 
 
 def decode_example(serialized: tf.Tensor,
@@ -185,7 +207,9 @@ def decode_example(serialized: tf.Tensor,
       serialized: scalar tf.string, one record.
       decode_label: also decode the label (False for unlabeled test shards).
       is_panoptic: the label is raw int32 (DeepLab2's panoptic format);
-        False reads a PNG semantic label.
+        False reads a PNG semantic label (of a semantic-only dataset:
+        `DatasetDescriptor.has_instances` is False), and a record whose
+        label format is 'raw' then fails naming the image.
 
     Returns:
       'image': uint8 [H, W, 3]; 'image_name': tf.string; 'height', 'width':
@@ -213,7 +237,9 @@ def decode_example(serialized: tf.Tensor,
         encoded = parsed[common.KEY_ENCODED_LABEL]
         decoded['label'] = (
             _decode_raw_label(encoded, height, width, image_name)
-            if is_panoptic else _decode_png_label(encoded))
+            if is_panoptic else _decode_png_label(
+                encoded, parsed[common.KEY_LABEL_FORMAT], height, width,
+                image_name))
     return decoded
 
 

@@ -59,6 +59,51 @@ def build_model(config, build: bool = True) -> deeplab.DeepLab:
     return model
 
 
+# The config to start from when a dataset has no instances.
+SEMANTIC_ONLY_CONFIG = (
+    'configs/cityscapes/panoptic_deeplab/resnet50_os32_semseg.textproto')
+
+
+def check_model_suits_dataset(config, field: str, descriptor) -> None:
+    """Refuses a model with an instance branch on a semantic-only dataset.
+
+    Panoptic-DeepLab's instance branch learns instance centers and offsets
+    from instance labels, and post-processing groups thing pixels into
+    instances by them: a dataset without instances (descriptor.has_instances
+    False) gives it nothing to learn from, no thing classes to group and no
+    instances to score. Callers check each dataset they read before building
+    anything (the runner, predict, export).
+
+    Args:
+      config: an ExperimentOptions.
+      field: the dataset's options field, e.g. 'train_dataset_options'.
+      descriptor: that dataset's DatasetDescriptor.
+
+    Raises:
+      ConfigError: naming the dataset, the instance branch, why, and the
+        way to train the semantic branch alone.
+    """
+    if descriptor.has_instances:
+        return
+    model_options = config.model_options
+    if (model_options.WhichOneof('meta_architecture') != 'panoptic_deeplab'
+            or not model_options.panoptic_deeplab.instance.enable):
+        return
+    dataset = getattr(config, field).dataset
+    named = (f'{dataset!r}' if dataset == descriptor.name
+             else f'{dataset!r} ({descriptor.name!r})')
+    raise config_lib.ConfigError(
+        f'{field}.dataset {named} is semantic-only: its labels are class '
+        'ids without instances. The model is Panoptic-DeepLab with its '
+        'instance branch on (model_options.panoptic_deeplab.instance.enable '
+        'is true), which learns instance centers and offsets from instance '
+        'labels and groups thing pixels by them; this dataset has neither '
+        'instances nor thing classes. Train the semantic branch alone: start '
+        f'from {SEMANTIC_ONLY_CONFIG}, or add --config_override='
+        'model_options.panoptic_deeplab.instance.enable=false (a '
+        'deeplab_v3 or deeplab_v3_plus model works too).')
+
+
 def aspp_pool_size(crop_size, output_stride: int):
     """Feature size of the training crop: (crop - 1) / stride + 1 per side,
     as DeepLab2 computes it; None without a crop size."""

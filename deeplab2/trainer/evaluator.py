@@ -5,7 +5,9 @@ to the streaming metrics named in `METRICS` (PQ, mIoU, AP^Mask).
 A metric is a plug-in: one `METRICS` entry saying how to build it from the
 dataset descriptor and which ground truth and predictions it reads. The
 evaluator builds those whose predictions the model outputs (a semantic-only
-model gets mIoU alone) and merges their `result()` dicts, in table order.
+model gets mIoU alone) and whose ground truth the dataset has (a
+semantic-only dataset has no panoptic labels: mIoU alone, PQ and AP are
+not claimed) and merges their `result()` dicts, in table order.
 `per_class_by_name` keys the per-class values by the dataset's class names
 (what eval_results.json shows).
 """
@@ -13,6 +15,7 @@ model gets mIoU alone) and merges their `result()` dicts, in table order.
 import dataclasses
 from typing import Callable
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -33,14 +36,18 @@ class MetricPlugin:
       label_key: the ground-truth map it reads (at the raw image size).
       prediction_keys: the predictions it reads, in `update_state`'s order,
         among the per-image maps (`_PER_IMAGE_KEYS`); the metric is used
-        only when the model outputs all of them.
+        only when the model outputs all of them (and the dataset has
+        `label_key`).
     """
     build: Callable[[datasets.DatasetDescriptor], object]
     label_key: str
     prediction_keys: tuple[str, ...]
 
-    def applies_to(self, predictions: dict) -> bool:
-        return all(key in predictions for key in self.prediction_keys)
+    def applies_to(self, predictions, labels=None) -> bool:
+        """Whether the model's `predictions` and the dataset's `labels`
+        (keys or dicts; None: not checked) hold what the metric reads."""
+        return (all(key in predictions for key in self.prediction_keys)
+                and (labels is None or self.label_key in labels))
 
     def update(self, metric, image_name: str, predictions: dict,
                labels: dict) -> None:
@@ -79,12 +86,22 @@ METRICS = {
 
 
 def build_metrics(descriptor: datasets.DatasetDescriptor,
-                  predictions) -> dict:
+                  predictions, labels=None) -> dict:
     """{name: new metric} for each `METRICS` entry whose predictions are
-    all among `predictions` (prediction keys, or a prediction dict)."""
-    return {name: plugin.build(descriptor)
-            for name, plugin in METRICS.items()
-            if plugin.applies_to(predictions)}
+    all among `predictions` (prediction keys, or a prediction dict) and,
+    when `labels` (ground-truth keys or dict) is given, whose ground truth
+    is among them."""
+    metrics = {}
+    for name, plugin in METRICS.items():
+        if not plugin.applies_to(predictions):
+            continue
+        if not plugin.applies_to(predictions, labels):
+            logging.info('%s not computed: the eval data of %r has no %s '
+                         '(a semantic-only dataset has no panoptic labels).',
+                         name, descriptor.name, plugin.label_key)
+            continue
+        metrics[name] = plugin.build(descriptor)
+    return metrics
 
 
 # Per-class result arrays (indexed by semantic label) -> the name each value
@@ -177,7 +194,8 @@ class Evaluator:
                                for key, value in predictions.items()}
             if metrics is None:
                 metrics = build_metrics(self.descriptor, [
-                    key for key in _PER_IMAGE_KEYS if key in predictions])
+                    key for key in _PER_IMAGE_KEYS if key in predictions],
+                    [key for key in _LABEL_KEYS if key in inputs])
             for name, image, restored, labels in _images(inputs,
                                                          predictions):
                 _update(metrics, name, restored, labels)
@@ -221,6 +239,11 @@ _PER_IMAGE_KEYS = (common.PRED_SEMANTIC_KEY, common.PRED_PANOPTIC_KEY,
                    common.PRED_CENTER_HEATMAP_KEY)
 
 
+# The raw ground-truth maps metrics read (a semantic-only dataset has the
+# semantic one alone).
+_LABEL_KEYS = (common.GT_SEMANTIC_RAW, common.GT_PANOPTIC_RAW)
+
+
 def _images(inputs: dict, predictions: dict):
     """Yields (name, image, predictions, labels) per image of a host batch,
     each map cropped/resized back to the raw image size."""
@@ -233,8 +256,7 @@ def _images(inputs: dict, predictions: dict):
                                       resized_size, raw_size)
                     for key in _PER_IMAGE_KEYS if key in predictions}
         image = restore_size(inputs[common.IMAGE][i], resized_size, raw_size)
-        labels = {key: inputs[key][i] for key in (common.GT_SEMANTIC_RAW,
-                                                  common.GT_PANOPTIC_RAW)
+        labels = {key: inputs[key][i] for key in _LABEL_KEYS
                   if key in inputs}
         yield name, image, restored, labels
 

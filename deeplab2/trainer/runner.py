@@ -5,7 +5,10 @@ training loop (its after-step work is in `hooks`) and evaluation.
 `run(config, mode, model_dir, strategy)` is what the CLI calls. It looks
 the datasets up once (a built-in name or a dataset spec file) and hands
 their descriptors to the input pipeline, loss, post-processing, metrics
-and prediction writer, none of which looks a dataset up again.
+and prediction writer, none of which looks a dataset up again. A
+semantic-only dataset (no instances) trains and evaluates a model without
+an instance branch (mIoU alone); one with an instance branch is refused
+before anything is built or written.
 """
 
 import dataclasses
@@ -70,7 +73,8 @@ def run(config, mode: str, model_dir: str,
         raise ValueError(f'--mode must be one of {", ".join(MODES)}, got '
                          f'{mode!r}.')
     strategy = strategy or tf.distribute.get_strategy()
-    # Before anything is built or written: a bad dataset spec fails first.
+    # Before anything is built or written: a bad dataset spec, or a model
+    # the dataset cannot train, fails first.
     train_dataset, eval_dataset = _dataset_descriptors(config, mode)
     os.makedirs(model_dir, exist_ok=True)
     session = _build_session(config, model_dir, strategy, seed)
@@ -95,10 +99,17 @@ def run(config, mode: str, model_dir: str,
 
 def _dataset_descriptors(config, mode: str):
     """(train, eval) DatasetDescriptor of `config`, each looked up only if
-    `mode` reads that dataset (else None)."""
+    `mode` reads that dataset (else None).
+
+    Raises:
+      ConfigError: a model with an instance branch on a semantic-only
+        dataset (`builder.check_model_suits_dataset`).
+    """
     def lookup(field):
-        return datasets.get_dataset_descriptor(
+        descriptor = datasets.get_dataset_descriptor(
             getattr(config, field).dataset)
+        builder.check_model_suits_dataset(config, field, descriptor)
+        return descriptor
     trains = mode in ('train', 'train_and_eval')
     evaluates = mode != 'train'
     return (lookup('train_dataset_options') if trains else None,

@@ -50,7 +50,7 @@ _PREDICTIONS = {
 }
 
 
-def _evaluate(prediction_keys, **kwargs):
+def _evaluate(prediction_keys, batch=None, **kwargs):
     def inference(images):
         batch = tf.shape(images)[0]
         return {key: tf.repeat(tf.constant(_PREDICTIONS[key])[None], batch,
@@ -59,8 +59,8 @@ def _evaluate(prediction_keys, **kwargs):
 
     evaluator = evaluator_lib.Evaluator(tf.distribute.get_strategy(),
                                         inference, _DESCRIPTOR)
-    return evaluator.evaluate(tf.data.Dataset.from_tensors(_batch()),
-                              **kwargs)
+    return evaluator.evaluate(
+        tf.data.Dataset.from_tensors(batch or _batch()), **kwargs)
 
 
 def test_panoptic_model_gets_every_metric_fed_its_own_maps():
@@ -98,6 +98,20 @@ def test_semantic_only_model_gets_miou_alone():
     results = _evaluate([common.PRED_SEMANTIC_KEY])
     assert results['miou'] == pytest.approx(0.25)
     assert 'pq' not in results and 'ap' not in results
+
+
+def test_semantic_only_dataset_gets_miou_alone_from_a_panoptic_model():
+    """Ground truth without panoptic labels (a semantic-only dataset's
+    eval samples): PQ and AP, which read them, are not built, whatever the
+    model predicts."""
+    batch = _batch()
+    del batch[common.GT_PANOPTIC_RAW]
+    results = _evaluate(list(_PREDICTIONS), batch=batch)
+    assert results['miou'] == pytest.approx(0.25)
+    assert 'pq' not in results and 'ap' not in results
+    assert set(evaluator_lib.build_metrics(
+        _DESCRIPTOR, list(_PREDICTIONS), [common.GT_SEMANTIC_RAW])) == {
+            'miou'}
 
 
 def test_metrics_are_plugins_in_the_table(monkeypatch):
