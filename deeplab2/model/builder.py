@@ -79,19 +79,27 @@ def check_model_suits_dataset(config, field: str, descriptor) -> None:
       field: the dataset's options field, e.g. 'train_dataset_options'.
       descriptor: that dataset's DatasetDescriptor.
 
+    Also refuses a semantic classifier whose class count is not the
+    dataset's (a shipped config reused on your own data), which would
+    otherwise surface as a shape error inside the loss.
+
     Raises:
       ConfigError: naming the dataset, the instance branch, why, and the
-        way to train the semantic branch alone.
+        way to train the semantic branch alone; or naming the classifier's
+        field, both counts and the override that fixes it.
     """
-    if descriptor.has_instances:
-        return
     model_options = config.model_options
-    if (model_options.WhichOneof('meta_architecture') != 'panoptic_deeplab'
-            or not model_options.panoptic_deeplab.instance.enable):
-        return
     dataset = getattr(config, field).dataset
     named = (f'{dataset!r}' if dataset == descriptor.name
              else f'{dataset!r} ({descriptor.name!r})')
+    if not descriptor.has_instances and (
+            model_options.WhichOneof('meta_architecture') == 'panoptic_deeplab'
+            and model_options.panoptic_deeplab.instance.enable):
+        _refuse_instance_branch(field, named)
+    _check_class_count(model_options, field, named, descriptor)
+
+
+def _refuse_instance_branch(field, named) -> None:
     raise config_lib.ConfigError(
         f'{field}.dataset {named} is semantic-only: its labels are class '
         'ids without instances. The model is Panoptic-DeepLab with its '
@@ -102,6 +110,33 @@ def check_model_suits_dataset(config, field: str, descriptor) -> None:
         f'from {SEMANTIC_ONLY_CONFIG}, or add --config_override='
         'model_options.panoptic_deeplab.instance.enable=false (a '
         'deeplab_v3 or deeplab_v3_plus model works too).')
+
+
+# Where each meta architecture keeps its semantic class count.
+_CLASS_COUNT_FIELDS = {
+    'panoptic_deeplab': ('semantic_head', 'output_channels'),
+    'deeplab_v3': ('num_classes',),
+    'deeplab_v3_plus': ('num_classes',),
+}
+
+
+def _check_class_count(model_options, field, named, descriptor) -> None:
+    architecture = model_options.WhichOneof('meta_architecture')
+    path = _CLASS_COUNT_FIELDS.get(architecture)
+    if path is None:
+        return
+    value = getattr(model_options, architecture)
+    for name in path:
+        value = getattr(value, name)
+    if value == descriptor.num_classes:
+        return
+    option = '.'.join(('model_options', architecture) + path)
+    raise config_lib.ConfigError(
+        f'{option} is {value}, but {field}.dataset {named} has '
+        f'{descriptor.num_classes} classes. Add --config_override='
+        f'{option}={descriptor.num_classes} (with an initial_checkpoint of '
+        'another class count, its classifier is then left freshly '
+        'initialized).')
 
 
 def aspp_pool_size(crop_size, output_stride: int):

@@ -195,3 +195,23 @@ def test_solver_options_set_every_batch_norm():
     assert all(n.synchronized for n in norms)
     assert [n.momentum for n in norms] == pytest.approx([0.9] * len(norms))
     assert [n.epsilon for n in norms] == pytest.approx([2e-5] * len(norms))
+
+
+def test_classifier_must_fit_the_dataset_class_count():
+    from deeplab2.data import datasets
+    option = 'model_options.panoptic_deeplab.semantic_head.output_channels'
+    config = config_lib.load_config(
+        REPO_ROOT / 'configs/demo/panoptic_deeplab_mobilenet_v3_small_os16'
+        '.textproto', [f'{option}=5'])
+    descriptor = datasets.get_dataset_descriptor('demo')  # 19 classes
+    with pytest.raises(config_lib.ConfigError) as error:
+        builder.check_model_suits_dataset(config, 'train_dataset_options',
+                                          descriptor)
+    message = str(error.value)
+    assert f'{option} is 5' in message and '19 classes' in message
+    assert f'--config_override={option}=19' in message
+    config = config_lib.load_config(
+        REPO_ROOT / 'configs/demo/panoptic_deeplab_mobilenet_v3_small_os16'
+        '.textproto')
+    builder.check_model_suits_dataset(config, 'train_dataset_options',
+                                      descriptor)

@@ -309,6 +309,7 @@ def test_models_without_an_instance_branch_suit_a_semantic_only_dataset(
     config = config_pb2.ExperimentOptions()
     config.eval_dataset_options.dataset = 'fields.json'
     config.model_options.panoptic_deeplab.instance.enable = True
+    config.model_options.panoptic_deeplab.semantic_head.output_channels = 3
     builder.check_model_suits_dataset(config, 'eval_dataset_options',
                                       with_instances)
     with pytest.raises(config_lib.ConfigError, match='semantic-only'):
