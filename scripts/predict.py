@@ -7,7 +7,9 @@
 
 or `--saved_model=/exports/resnet50` instead of `--checkpoint_path`. Writes
 `<name>_panoptic.png`, `<name>_overlay.jpg` and `<name>_segments.json` per
-image (see deeplab2/predict.py). Exit status 1 when some image could not be
+image (see deeplab2/predict.py); a semantic-only model or dataset gets
+`<name>_semantic.png` (class eval ids, 8 or 16 bit) instead of the panoptic
+PNG. Exit status 1 when some image could not be
 read (the others are written and the skipped files are listed), 2 on a
 usage or setup error.
 """
