@@ -102,8 +102,8 @@ DATASET_FIELDS = ('train_dataset_options', 'eval_dataset_options')
 
 def is_spec_path(dataset: str) -> bool:
     """Whether a `DatasetOptions.dataset` value is a dataset spec path
-    (the rule `data.datasets.get_dataset_descriptor` follows) rather than a
-    built-in dataset's name."""
+    rather than a built-in dataset's name (the one rule: config loading,
+    `data.datasets.get_dataset_descriptor` and the input pipeline use it)."""
     return dataset.endswith('.json')
 
 

@@ -45,13 +45,6 @@ class DatasetSpecError(ValueError):
     """A dataset spec that cannot be used; the message names file and key."""
 
 
-def is_spec_path(dataset: str) -> bool:
-    """Whether a `DatasetOptions.dataset` value names a spec file rather
-    than a built-in dataset (the rule `config.is_spec_path` and
-    `datasets.get_dataset_descriptor` follow too)."""
-    return dataset.endswith('.json')
-
-
 def load_spec(path: str) -> datasets.DatasetDescriptor:
     """The descriptor a spec file describes; split patterns made absolute
     against the spec's folder."""

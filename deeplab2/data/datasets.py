@@ -15,6 +15,7 @@ import functools
 import os
 from typing import Mapping
 
+from deeplab2 import config as config_lib
 from deeplab2.data import cityscapes_labels
 from deeplab2.data import coco_labels
 
@@ -141,7 +142,7 @@ def get_dataset_descriptor(name: str) -> DatasetDescriptor:
         a DatasetSpecError naming the spec file and key.
       FileNotFoundError: a spec path that does not exist.
     """
-    if name.endswith('.json'):
+    if config_lib.is_spec_path(name):
         path = os.path.abspath(name)
         return _load_spec(path, os.stat(path).st_mtime_ns
                           if os.path.exists(path) else 0)
