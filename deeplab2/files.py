@@ -1,4 +1,5 @@
-"""Writing files and folders so that readers see them whole or not at all.
+"""Writing files and folders so that readers see them whole or not at all,
+and reading the JSON files users hand us with errors that name them.
 
 Every writer in the package that must not leave half a result behind
 (record shards, predictions, checkpoints, exports, the demo cache) goes
@@ -6,12 +7,13 @@ through this module.
 """
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
 import time
 import uuid
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Type
 
 # Staged folders are siblings named `.<name>.<kind>-<32 hex digits>`.
 _STAGING = 'staging'
@@ -123,3 +125,21 @@ def _move_into_place(staging: pathlib.Path, path: pathlib.Path,
         os.replace(old, path)
         raise
     remove(old)
+
+
+def read_json_object(path: str, what: str,
+                     error: Type[ValueError] = ValueError) -> dict:
+    """The JSON object in file `path`; `what` names the file's role in
+    errors ('Dataset spec'). A missing file is FileNotFoundError; text that
+    is not JSON, or JSON that is not an object, raises `error`."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{what} not found: {path}') from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f'{path}: not a JSON {what.lower()}: {problem}'
+                    ) from None
+    if not isinstance(data, dict):
+        raise error(f'{path}: must be a JSON object.')
+    return data

@@ -67,3 +67,20 @@ def test_remove_stale_siblings_spares_young_and_foreign(tmp_path):
     assert files.remove_stale_siblings(target, older_than_s=3600) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [young.name, '.other.staging-'])
+
+
+def test_read_json_object_names_the_file(tmp_path):
+    path = tmp_path / 'spec.json'
+    with pytest.raises(FileNotFoundError, match=f'Spec not found: {path}'):
+        files.read_json_object(str(path), 'Spec')
+    path.write_text('{"a": 1,')
+    class SpecError(ValueError):
+        pass
+
+    with pytest.raises(SpecError, match=f'{path}: not a JSON spec'):
+        files.read_json_object(str(path), 'Spec', SpecError)
+    path.write_text('[1, 2]')
+    with pytest.raises(ValueError, match=f'{path}: must be a JSON object'):
+        files.read_json_object(str(path), 'Spec')
+    path.write_text('{"a": [1, 2]}')
+    assert files.read_json_object(str(path), 'Spec') == {'a': [1, 2]}

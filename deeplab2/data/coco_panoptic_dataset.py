@@ -36,12 +36,12 @@ given), or a PNG whose size is not its image's.
 """
 
 import collections
-import json
 import os
 from typing import Any
 
 import numpy as np
 
+from deeplab2 import files
 from deeplab2 import panoptic_png
 from deeplab2.data import conversion
 from deeplab2.data import dataset_conversion
@@ -86,17 +86,6 @@ class _Json:
         return bool(value)
 
 
-def _read_json(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Panoptic json not found: {path}.')
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f'{path}: not a JSON file: {error}') from None
-    if not isinstance(data, dict):
-        raise ValueError(f'{path}: must be a JSON object.')
-    return data
 
 
 def _classes(reader: _Json, data: dict) -> list[dict]:
@@ -199,7 +188,7 @@ def list_split(image_dir: str, panoptic_dir: str, panoptic_json: str,
     order). Raises ValueError or FileNotFoundError naming the file (and
     json key)."""
     reader = _Json(panoptic_json)
-    data = _read_json(panoptic_json)
+    data = files.read_json_object(panoptic_json, 'Panoptic json')
     classes = _classes(reader, data)
     things = {entry['eval_id']: entry['thing'] for entry in classes}
     images = _images(reader, data, image_dir)

@@ -49,14 +49,7 @@ def load_spec(path: str) -> datasets.DatasetDescriptor:
     """The descriptor a spec file describes; split patterns made absolute
     against the spec's folder."""
     path = os.path.abspath(path)
-    try:
-        with open(path, encoding='utf-8') as f:
-            spec = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f'Dataset spec not found: {path}') from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetSpecError(f'{path}: not a JSON dataset spec: {error}'
-                               ) from None
+    spec = files.read_json_object(path, 'Dataset spec', DatasetSpecError)
     return descriptor_from_spec(spec, path)
 
 

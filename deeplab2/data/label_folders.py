@@ -43,7 +43,6 @@ colour (RGB) label PNG, a semantic value that is neither a class id nor
 """
 
 import io
-import json
 import logging
 import os
 from typing import Optional
@@ -51,6 +50,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from deeplab2 import files
 from deeplab2.data import conversion
 from deeplab2.data import dataset_conversion
 from deeplab2.data import image_files
@@ -68,15 +68,7 @@ def read_classes(path: str) -> tuple[list[dict], int]:
     def fail(key, problem):
         raise ValueError(f'{path}: {key}: {problem}.')
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Classes file not found: {path}.')
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f'{path}: not a JSON file: {error}') from None
-    if not isinstance(data, dict):
-        fail('(top level)', 'must be a JSON object with "classes"')
+    data = files.read_json_object(path, 'Classes file')
     unknown = sorted(set(data) - {'classes', 'ignore_id'})
     if unknown:
         fail(unknown[0], 'unknown key (expected classes, ignore_id)')
