@@ -33,15 +33,7 @@ from deeplab2.serving_module import ServingModule
 from deeplab2.serving_module import build_predict_fn
 from deeplab2.serving_module import save_serving_module
 
-# The contract's names, kept here for callers that read them from export
-# (benchmarks, tests); they are defined in deeplab2.serving.
-from deeplab2.serving import DEFAULT_SIGNATURE  # noqa: F401
-from deeplab2.serving import ENCODED_IMAGE_INPUT  # noqa: F401
-from deeplab2.serving import ENCODED_SIGNATURE  # noqa: F401
 from deeplab2.serving import FORMATS
-from deeplab2.serving import IMAGES_INPUT  # noqa: F401
-from deeplab2.serving import NETWORK_OUTPUT_KEYS  # noqa: F401
-from deeplab2.serving import PREDICTION_KEYS  # noqa: F401
 
 # What tf.saved_model.save writes: a folder holding one of these is ours to
 # replace (with --overwrite).

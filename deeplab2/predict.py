@@ -31,22 +31,16 @@ import numpy as np
 
 from deeplab2 import config as config_lib
 from deeplab2 import progress as progress_lib
-from deeplab2 import serving
 from deeplab2.data import datasets
 from deeplab2.model import builder
-from deeplab2.predict_inputs import IMAGE_EXTENSIONS  # noqa: F401
 from deeplab2.predict_inputs import find_images
 from deeplab2.predict_inputs import output_names
 from deeplab2.predict_inputs import read_rgb_image
 from deeplab2.predict_outputs import Prediction
-from deeplab2.predict_outputs import describe_segments  # noqa: F401
 from deeplab2.predict_outputs import prediction_from_maps
 from deeplab2.predict_outputs import write_prediction
-from deeplab2.predictor import Predictor  # noqa: F401
 from deeplab2.predictor import build_predictor
 
-# What a back-end returns for one image, each [H, W] (batch dropped).
-OUTPUT_KEYS = serving.PREDICTION_KEYS
 
 # image uint8 [H, W, 3] -> {key: [H, W] array}; a Predictor is one.
 Backend = Callable[[np.ndarray], dict]

@@ -18,6 +18,7 @@ from deeplab2 import config as config_lib
 from deeplab2 import predict
 from deeplab2 import predictor as predictor_lib
 from deeplab2 import progress as progress_lib
+from deeplab2 import serving
 from deeplab2.data import datasets
 from deeplab2.data import preprocessing
 from deeplab2.model import builder
@@ -160,7 +161,7 @@ def test_eval_crop_size_equals_evaluator_and_crop_does_not_matter(
         fixture[0], ['train_dataset_options.crop_size=33,65',
                      'eval_dataset_options.crop_size=33,65']),
         fixture[1])(image)
-    for key in predict.OUTPUT_KEYS:
+    for key in serving.PREDICTION_KEYS:
         np.testing.assert_array_equal(ours[key], expected[key], err_msg=key)
         np.testing.assert_array_equal(small_crop[key], expected[key],
                                       err_msg=key)
@@ -311,10 +312,10 @@ def test_predictor_batch_equals_single_images(backend):
     """A batch gives each image's maps, batch first; one image drops it."""
     images = np.stack([_random_scene(65, 97, 6), _random_scene(65, 97, 7)])
     batched = backend(images)
-    assert sorted(batched) == sorted(predict.OUTPUT_KEYS)
+    assert sorted(batched) == sorted(serving.PREDICTION_KEYS)
     for index, image in enumerate(images):
         single = backend(image)
-        for key in predict.OUTPUT_KEYS:
+        for key in serving.PREDICTION_KEYS:
             assert single[key].shape == (65, 97)
             np.testing.assert_array_equal(batched[key][index], single[key],
                                           err_msg=key)

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2 import config as config_lib
+from deeplab2 import serving
 from deeplab2.benchmarks import timing
 
 
@@ -49,7 +50,7 @@ def serve_latency(config_path: str, height: int = 1025, width: int = 2049,
             if with_postprocessing:
                 result['export_s'] = time.perf_counter() - start
             serve = tf.saved_model.load(path).signatures[
-                export.DEFAULT_SIGNATURE]
+                serving.DEFAULT_SIGNATURE]
             result[key] = timing.median_seconds(
                 lambda: serve(images=images), runs, warmup)
             if with_postprocessing:

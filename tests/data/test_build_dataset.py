@@ -277,11 +277,18 @@ COCO_BAD_INPUTS = {
 
 @pytest.mark.parametrize('case', sorted(COCO_BAD_INPUTS))
 def test_coco_panoptic_bad_input_names_the_file(coco_data, tmp_path, case):
-    breaks, named_file, message = COCO_BAD_INPUTS[case]
-    breaks(coco_data)
+    _check_bad_input(COCO_BAD_INPUTS[case], coco_data, _convert_coco,
+                     tmp_path)
+
+
+def _check_bad_input(bad_input, data, convert, tmp_path):
+    """Breaks `data`, converts it: the error names the broken file and
+    no shard or spec is left."""
+    breaks, named_file, message = bad_input
+    breaks(data)
     output_dir = tmp_path / 'out'
     with pytest.raises((ValueError, FileNotFoundError), match=message) as e:
-        _convert_coco(coco_data, output_dir)
+        convert(data, output_dir)
     assert str(tmp_path / named_file) in str(e.value)
     assert _left_behind(output_dir) == []
 
@@ -471,13 +478,8 @@ FOLDER_BAD_INPUTS = {
 
 @pytest.mark.parametrize('case', sorted(FOLDER_BAD_INPUTS))
 def test_label_folders_bad_input_names_the_file(folder_data, tmp_path, case):
-    breaks, named_file, message = FOLDER_BAD_INPUTS[case]
-    breaks(folder_data)
-    output_dir = tmp_path / 'out'
-    with pytest.raises((ValueError, FileNotFoundError), match=message) as e:
-        _convert_folders(folder_data, output_dir)
-    assert str(tmp_path / named_file) in str(e.value)
-    assert _left_behind(output_dir) == []
+    _check_bad_input(FOLDER_BAD_INPUTS[case], folder_data, _convert_folders,
+                     tmp_path)
 
 
 def test_rerun_after_a_failure_resumes_and_only_then_writes_the_spec(

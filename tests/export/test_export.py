@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 
 from deeplab2 import config as config_lib  # noqa: E402
 from deeplab2 import export  # noqa: E402
+from deeplab2 import serving as contract  # noqa: E402
 
 NAME = 'mobilenet_v3_small_os16_narrow'
 OPTIONS = export.ExportOptions(include_network_outputs=True)
@@ -92,7 +93,7 @@ def serving(saved_model_dir):
 
 
 def _serve(serving, images):
-    return _numpy(serving[export.DEFAULT_SIGNATURE](
+    return _numpy(serving[contract.DEFAULT_SIGNATURE](
         images=tf.constant(images)))
 
 
@@ -103,8 +104,8 @@ def test_saved_model_equals_python_model_on_fixture_inputs(narrow, serving):
     for suffix in ['', '_b', '_c']:
         image = narrow.image(suffix)
         exported = _serve(serving, image)
-        assert sorted(exported) == sorted(export.PREDICTION_KEYS +
-                                          export.NETWORK_OUTPUT_KEYS)
+        assert sorted(exported) == sorted(contract.PREDICTION_KEYS +
+                                          contract.NETWORK_OUTPUT_KEYS)
         _assert_outputs_equal(exported, narrow.python_outputs(image),
                               context=f'input{suffix}')
 
@@ -124,7 +125,7 @@ def test_full_cityscapes_size_runs(serving):
     image = np.random.RandomState(3).randint(0, 256, [1, 1025, 2049, 3],
                                              dtype=np.uint8)
     outputs = _serve(serving, image)
-    for key in export.PREDICTION_KEYS:
+    for key in contract.PREDICTION_KEYS:
         assert outputs[key].shape == (1, 1025, 2049), key
     assert outputs['semantic_logits'].shape == (1, 1025, 2049, 19)
     semantic = outputs['panoptic_pred'] // 1000
@@ -146,7 +147,7 @@ def test_saved_model_cli_lists_both_signatures(saved_model_dir):
                      "inputs['images']", "inputs['encoded_image']",
                      'shape: (-1, -1, -1, 3)', 'DT_UINT8', 'DT_STRING',
                      *(f"outputs['{key}']" for key in
-                       export.PREDICTION_KEYS + export.NETWORK_OUTPUT_KEYS)]:
+                       contract.PREDICTION_KEYS + contract.NETWORK_OUTPUT_KEYS)]:
         assert expected in text, expected
 
 
@@ -187,14 +188,14 @@ def _encode(image, image_format):
 
 def test_encoded_signature_equals_default_signature(narrow, serving):
     image = narrow.image('_b')
-    encoded = serving[export.ENCODED_SIGNATURE](
+    encoded = serving[contract.ENCODED_SIGNATURE](
         encoded_image=tf.constant(_encode(image[0], 'PNG')))
     _assert_outputs_equal(_numpy(encoded), _serve(serving, image))
-    jpeg = _numpy(serving[export.ENCODED_SIGNATURE](
+    jpeg = _numpy(serving[contract.ENCODED_SIGNATURE](
         encoded_image=tf.constant(_encode(image[0], 'JPEG'))))
     assert jpeg['panoptic_pred'].shape == (1, 97, 161)
     # A grayscale PNG is expanded to RGB.
-    gray = _numpy(serving[export.ENCODED_SIGNATURE](
+    gray = _numpy(serving[contract.ENCODED_SIGNATURE](
         encoded_image=tf.constant(_encode(image[0, ..., 0], 'PNG'))))
     assert gray['semantic_logits'].shape == (1, 97, 161, 19)
 
@@ -229,7 +230,7 @@ def test_float_images_are_rejected_by_the_signature(serving):
 ], ids=['garbage', 'empty', 'batch'])
 def test_bad_encoded_image_gets_a_clear_error(serving, value, expected):
     with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
-        serving[export.ENCODED_SIGNATURE](encoded_image=tf.constant(value))
+        serving[contract.ENCODED_SIGNATURE](encoded_image=tf.constant(value))
 
 
 # ------------------------------------------------------------ atomic writes
@@ -376,7 +377,7 @@ _CONVERTED_ATOL = 1e-4
 
 def _assert_network_outputs_close(actual, serving_outputs, context):
     expected = {key: serving_outputs[key]
-                for key in export.NETWORK_OUTPUT_KEYS}
+                for key in contract.NETWORK_OUTPUT_KEYS}
     assert sorted(actual) == sorted(expected)
     for key in expected:
         scale = _OFFSET_SCALE if key == 'offset_map' else 1.0
@@ -391,7 +392,7 @@ def test_tflite_matches_saved_model_network_outputs(narrow, serving,
     path = export.export_model(narrow.config, narrow.model,
                                tmp_path / 'model.tflite', 'tflite')
     interpreter = tf.lite.Interpreter(model_path=path)
-    runner = interpreter.get_signature_runner(export.DEFAULT_SIGNATURE)
+    runner = interpreter.get_signature_runner(contract.DEFAULT_SIGNATURE)
     for suffix in ['', '_b']:  # dynamic size: two input sizes
         image = narrow.image(suffix)
         _assert_network_outputs_close(runner(images=image),
@@ -407,7 +408,7 @@ def test_onnx_matches_saved_model_network_outputs(narrow, serving, tmp_path):
     (images,) = session.get_inputs()
     assert images.name == 'images' and images.type == 'tensor(uint8)'
     names = [output.name for output in session.get_outputs()]
-    assert sorted(names) == sorted(export.NETWORK_OUTPUT_KEYS)
+    assert sorted(names) == sorted(contract.NETWORK_OUTPUT_KEYS)
     for suffix in ['', '_c']:  # dynamic size: two input sizes
         image = narrow.image(suffix)
         outputs = dict(zip(names, session.run(names, {'images': image})))
@@ -436,7 +437,7 @@ def test_export_without_jit_has_no_xla_clusters_and_same_outputs(
     path = export.export_model(narrow.config, narrow.model,
                                tmp_path / 'no_xla', options=options)
     assert _xla_functions(path) == []
-    plain = tf.saved_model.load(path).signatures[export.DEFAULT_SIGNATURE]
+    plain = tf.saved_model.load(path).signatures[contract.DEFAULT_SIGNATURE]
     image = narrow.image('_c')
     _assert_outputs_equal(_numpy(plain(images=tf.constant(image))),
                           _serve(serving, image))
