@@ -52,6 +52,7 @@ from deeplab2 import common
 from deeplab2 import files
 from deeplab2 import vis
 from deeplab2.data import datasets
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import coco_panoptic_format
 
 PANOPTIC_SUFFIX = '_panoptic.png'
@@ -214,7 +215,7 @@ def write_prediction(output_dir: str, name: str, image_path: str,
         _write_semantic_png(png_path, prediction.segment_ids, descriptor)
     else:
         png_path = prefix + PANOPTIC_SUFFIX
-        coco_panoptic_format.write_panoptic_png(png_path,
+        panoptic_png.write(png_path,
                                                 prediction.segment_ids)
     overlay = Image.fromarray(prediction.overlay)
     files.write_atomically(

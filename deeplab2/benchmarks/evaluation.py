@@ -23,6 +23,7 @@ from deeplab2.benchmarks import timing
 from deeplab2.data import cityscapes_labels
 from deeplab2.evaluation import MeanIoU
 from deeplab2.evaluation import PanopticQuality
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import coco_panoptic_format
 
 _DIVISOR = cityscapes_labels.LABEL_DIVISOR
@@ -63,7 +64,7 @@ def write_split(folder: str, name: str, maps: list, image_ids: list,
             segment['iscrowd'] = int(
                 class_id in _THINGS and segment['id'] % _DIVISOR == 1)
         file_name = f'{image_id}_panoptic.png'
-        coco_panoptic_format.write_panoptic_png(
+        panoptic_png.write(
             os.path.join(png_folder, file_name), segment_ids)
         annotations.append(coco_panoptic_format.annotation(image_id, file_name,
                                                         segments))
@@ -76,7 +77,7 @@ def write_split(folder: str, name: str, maps: list, image_ids: list,
 def _read_annotation(annotation: dict, png_folder: str) -> np.ndarray:
     path = os.path.join(png_folder, annotation['file_name'])
     return coco_panoptic_format.segments_to_panoptic(
-        coco_panoptic_format.read_panoptic_png(path),
+        panoptic_png.read(path),
         annotation['segments_info'], _DIVISOR, _IGNORE, _THINGS, source=path)
 
 

@@ -113,7 +113,7 @@ def _draw_sky(canvas, horizon):
 
 def _draw_skyline(canvas, horizon):
     """Buildings with windows and trees, standing on the horizon."""
-    rng, height, width = canvas.rng, canvas.height, canvas.width
+    rng, width = canvas.rng, canvas.width
     x = int(rng.integers(-40, 0))
     while x < width:
         block_width = int(rng.integers(width // 10, width // 4))

@@ -24,10 +24,6 @@ from deeplab2.evaluation import label_maps
 _DENSE_LOOKUP_LIMIT = 1 << 22
 
 
-# The PNG half of the format; the colour rule itself is in panoptic_png,
-# which the converters share.
-write_panoptic_png = panoptic_png.write
-read_panoptic_png = panoptic_png.read
 
 
 def _bounding_boxes(index: np.ndarray, count: int) -> np.ndarray:

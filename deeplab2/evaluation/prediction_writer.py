@@ -27,7 +27,6 @@ the benchmark servers expect; otherwise the model's own labels. Every file
 goes through a temporary name, so an interrupted run leaves whole files.
 """
 
-import json
 import os
 from typing import Optional
 
@@ -37,6 +36,7 @@ from PIL import Image
 from deeplab2 import common
 from deeplab2 import files
 from deeplab2 import vis
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import coco_panoptic_format
 
 RAW_PANOPTIC_FORMATS = ('two_channel_png', 'three_channel_png',
@@ -276,7 +276,7 @@ class PredictionWriter:
             category_ids=self._class_id[:descriptor.num_classes],
             image_name=image_name, scores=scores)
         file_name = image_name + '.png'
-        coco_panoptic_format.write_panoptic_png(
+        panoptic_png.write(
             os.path.join(self._folder(COCO_FOLDER), file_name), segment_ids)
         self._annotations.append(
             coco_panoptic_format.annotation(image_name, file_name, segments))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import coco_panoptic_format
 
 
@@ -17,8 +18,8 @@ def test_segments_round_trip(tmp_path):
     segment_ids, segments = coco_panoptic_format.panoptic_to_segments(
         panoptic, 19, 255, 1000, category_ids=category_ids)
     path = str(tmp_path / 'a.png')
-    coco_panoptic_format.write_panoptic_png(path, segment_ids)
-    read = coco_panoptic_format.read_panoptic_png(path)
+    panoptic_png.write(path, segment_ids)
+    read = panoptic_png.read(path)
     np.testing.assert_array_equal(read, segment_ids)
     assert (read == 0).tolist() == (panoptic == 255000).tolist()
     assert len(segments) == 4

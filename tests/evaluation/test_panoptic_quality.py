@@ -5,6 +5,7 @@ import pytest
 from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as cs_pq
 
 from deeplab2.evaluation import PanopticQuality
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import coco_panoptic_format
 
 from deeplab2.data.cityscapes_labels import (IGNORE_LABEL, LABEL_DIVISOR,
@@ -27,7 +28,7 @@ def _cityscapes_pq(split, predictions, folder, monkeypatch):
             prediction, NUM_CLASSES, IGNORE_LABEL, LABEL_DIVISOR,
             image_name=image_id)
         file_name = f'{image_id}_panoptic.png'
-        coco_panoptic_format.write_panoptic_png(str(folder / file_name),
+        panoptic_png.write(str(folder / file_name),
                                              segment_ids)
         annotations.append(coco_panoptic_format.annotation(image_id, file_name,
                                                         segments))

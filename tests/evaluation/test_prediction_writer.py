@@ -17,6 +17,7 @@ from deeplab2.data import datasets
 from deeplab2.data import demo
 from deeplab2.evaluation import MeanIoU
 from deeplab2.evaluation import PanopticQuality
+from deeplab2 import panoptic_png
 from deeplab2.evaluation import coco_panoptic_format
 from deeplab2.evaluation import prediction_writer
 
@@ -91,7 +92,7 @@ def test_raw_files_by_hand(tmp_path, raw_format):
     annotations = json.loads((tmp_path / 'raw_panoptic_coco.json').read_text())
     (annotation,) = annotations['annotations']
     assert annotation['image_id'] == 'frankfurt_000000_000294'
-    segment_ids = coco_panoptic_format.read_panoptic_png(
+    segment_ids = panoptic_png.read(
         str(tmp_path / 'raw_panoptic_coco' / annotation['file_name']))
     to_train = {label: train for train, label in LABEL_ID.items()}
     back = coco_panoptic_format.segments_to_panoptic(
