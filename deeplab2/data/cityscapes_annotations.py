@@ -6,7 +6,6 @@ a fraction of a second instead of loading TensorFlow.
 """
 
 import collections
-import io
 import json
 
 import numpy as np
@@ -16,23 +15,6 @@ from deeplab2.data import conversion
 from deeplab2.data import image_files
 from deeplab2.data.cityscapes_labels import (IGNORE_LABEL, LABEL_DIVISOR,
                                              NUM_CLASSES, THING_CLASSES)
-
-# Images are stored as PNG: RGB files as they are, others re-encoded.
-IMAGE_FORMAT = 'png'
-
-
-def read_rgb_image(path: str) -> tuple[bytes, int, int]:
-    """File bytes (re-encoded as PNG when not RGB), height and width."""
-    image = image_files.open_image(path)
-    if image.mode == 'RGB':
-        with open(path, 'rb') as f:
-            image_bytes = f.read()
-    else:
-        buffer = io.BytesIO()
-        image.convert('RGB').save(buffer, format='PNG')
-        image_bytes = buffer.getvalue()
-    return image_bytes, image.height, image.width
-
 
 def read_panoptic_segments(json_path: str) -> dict[str, tuple[str, tuple]]:
     """Maps image id -> (panoptic PNG name, segments_info) from the json."""
@@ -101,7 +83,8 @@ def panoptic_label_from_annotation(png_path: str, segments,
 
 def prepare_example(job: conversion.ImageJob) -> conversion.PreparedExample:
     """Reads and checks one image and builds its label (worker entry)."""
-    image_bytes, height, width = read_rgb_image(job.image_path)
+    image_bytes, image_format, height, width = conversion.read_rgb_image(
+        job.image_path)
     panoptic_label = semantic_png = None
     if job.panoptic_png is not None:
         panoptic_label = panoptic_label_from_annotation(
@@ -118,5 +101,5 @@ def prepare_example(job: conversion.ImageJob) -> conversion.PreparedExample:
         with open(job.semantic_png, 'rb') as f:
             semantic_png = f.read()
     return conversion.PreparedExample(image_bytes, job.image_name,
-                                      IMAGE_FORMAT, height, width,
+                                      image_format, height, width,
                                       panoptic_label, semantic_png)
