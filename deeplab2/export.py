@@ -5,8 +5,10 @@ The SavedModel is a `serving_module.ServingModule`: signatures
 size) and `serving_encoded` (one JPEG/PNG string), returning the
 post-processed maps and, on request, the raw network outputs. ASPP image
 pooling is global at every input size (see model/decoder/aspp.py), so any
-size behaves as in eval. TFLite and ONNX (`export_formats`) hold the
-network outputs only.
+size behaves as in eval. TFLite and ONNX (`export_formats`) hold the same
+signature at a fixed input size (TFLite: batch 1; ONNX: any batch), with
+post-processing built from ops their converters lower
+(model/portable_ops.py), or the network outputs only.
 
 Every format is staged under a hidden name next to `output_path` and
 renamed at the end (deeplab2.files): a failed export leaves nothing at
@@ -20,11 +22,13 @@ import pathlib
 import tempfile
 
 from absl import logging
+import tensorflow as tf
 
 from deeplab2 import config as config_lib
 from deeplab2 import files
 from deeplab2.compat import checkpoint as checkpoint_lib
 from deeplab2.data import datasets
+from deeplab2.data import tfrecord
 from deeplab2.export_formats import convert_to_onnx
 from deeplab2.export_formats import convert_to_tflite
 from deeplab2.model import builder
@@ -34,6 +38,7 @@ from deeplab2.serving_module import build_predict_fn
 from deeplab2.serving_module import save_serving_module
 
 from deeplab2.serving import FORMATS
+from deeplab2.serving import QUANTIZATIONS
 
 # What tf.saved_model.save writes: a folder holding one of these is ours to
 # replace (with --overwrite).
@@ -57,10 +62,20 @@ def load_model(config, checkpoint_path, expected: str = ''):
 def export_from_config(config_file, checkpoint_path, output_path,
                        export_format: str = 'saved_model',
                        options: ExportOptions = ExportOptions(),
-                       overrides=(), overwrite: bool = False) -> str:
+                       overrides=(), overwrite: bool = False,
+                       calibration_file_pattern: str | None = None,
+                       calibration_images: int = 100) -> str:
     """What scripts/export_model.py runs: config file (+ overrides) and a
-    checkpoint -> an export at output_path."""
+    checkpoint -> an export at output_path. An int8 export calibrates on
+    the first `calibration_images` images of the records matching
+    `calibration_file_pattern`."""
     config = config_lib.load_config(str(config_file), list(overrides))
+    images = None
+    if options.quantize == 'int8':
+        _format_options(export_format, options)  # fail before reading
+        images = read_calibration_images(calibration_file_pattern,
+                                         calibration_images,
+                                         options.input_size)
     # Looked up before the model is built: a bad dataset spec, or a model
     # with an instance branch on a semantic-only dataset, fails fast.
     descriptor = datasets.get_dataset_descriptor(
@@ -69,16 +84,52 @@ def export_from_config(config_file, checkpoint_path, output_path,
                                       descriptor)
     model = load_model(config, checkpoint_path, expected=str(config_file))
     return export_model(config, model, output_path, export_format, options,
-                        overwrite=overwrite, descriptor=descriptor)
+                        overwrite=overwrite, descriptor=descriptor,
+                        calibration_images=images)
+
+
+def read_calibration_images(file_pattern: str | None, count: int,
+                            size) -> list:
+    """The first `count` images of the TFRecords matching file_pattern
+    (DeepLab2's format), as uint8 [height, width, 3] at `size` (resized
+    bilinearly when a record's image has another size).
+
+    Raises:
+      ValueError: no pattern, or a count < 1.
+      FileNotFoundError: no file matches.
+    """
+    if not file_pattern:
+        raise ValueError('--quantize=int8 needs --calibration_file_pattern '
+                         '(TFRecords of the target domain, e.g. the train '
+                         'split).')
+    if count < 1:
+        raise ValueError(f'--calibration_images must be >= 1; got {count}.')
+    paths = sorted(tf.io.gfile.glob(file_pattern))
+    if not paths:
+        raise FileNotFoundError(
+            f'--calibration_file_pattern {file_pattern!r} matches no file.')
+    records = tf.data.TFRecordDataset(paths).take(count).map(
+        lambda record: tfrecord.decode_example(record, decode_label=False))
+    images = []
+    for example in records:
+        image = example['image']
+        if tuple(image.shape[:2]) != tuple(size):
+            image = tf.cast(tf.round(tf.clip_by_value(tf.image.resize(
+                image, size), 0, 255)), tf.uint8)
+        images.append(image.numpy())
+    return images
 
 
 def export_model(config, model, output_path, export_format='saved_model',
                  options: ExportOptions = ExportOptions(),
-                 overwrite: bool = False, descriptor=None) -> str:
+                 overwrite: bool = False, descriptor=None,
+                 calibration_images=None) -> str:
     """Writes `model` (built and restored) as `export_format` at
     output_path; returns output_path. `descriptor`: the eval dataset's
     (default: looked up from the config), whose thing classes, label
     divisor and void label the post-processing uses.
+    calibration_images: uint8 [H, W, 3] images at the export size, for
+    `options.quantize == 'int8'`.
 
     Raises:
       ValueError: unknown format, or options the format cannot hold.
@@ -94,14 +145,20 @@ def export_model(config, model, output_path, export_format='saved_model',
                               'overwrite=True (--overwrite).')
     _check_replaceable(output_path)
     options = _format_options(export_format, options)
-    module = ServingModule(model, build_predict_fn(config, model, options,
-                                                   descriptor),
-                           options.input_size)
+    runtime = 'tensorflow' if export_format == 'saved_model' else (
+        export_format)
+    module = ServingModule(
+        model, build_predict_fn(config, model, options, descriptor,
+                                runtime=runtime),
+        options.input_size,
+        batch_size=1 if export_format == 'tflite' else None)
     if export_format == 'saved_model':
         with files.staged_folder(output_path, replace=overwrite) as staging:
             save_serving_module(module, staging)
     else:
-        _write_file(output_path, _converted(module, export_format))
+        _write_file(output_path, _converted(module, export_format,
+                                            options.quantize,
+                                            calibration_images))
     # Only now: until the new export is in place, an old one moved aside by
     # an interrupted replacement may be the only copy.
     for stale in files.remove_stale_siblings(output_path):
@@ -109,12 +166,13 @@ def export_model(config, model, output_path, export_format='saved_model',
     return str(output_path)
 
 
-def _converted(module: ServingModule, export_format: str) -> bytes:
+def _converted(module: ServingModule, export_format: str, quantize=None,
+               calibration_images=None) -> bytes:
     if export_format == 'onnx':
         return convert_to_onnx(module)
     with tempfile.TemporaryDirectory() as folder:
         save_serving_module(module, folder, encoded=False)
-        return convert_to_tflite(folder)
+        return convert_to_tflite(folder, quantize, calibration_images)
 
 
 def _write_file(output_path: pathlib.Path, content: bytes) -> None:
@@ -132,18 +190,25 @@ def _write_file(output_path: pathlib.Path, content: bytes) -> None:
 
 def _format_options(export_format: str, options: ExportOptions
                     ) -> ExportOptions:
-    """options with the format's defaults filled in; refuses what the format
-    cannot hold."""
-    if export_format == 'saved_model':
-        if options.with_postprocessing is None:
-            options = dataclasses.replace(options, with_postprocessing=True)
-        return options
-    if options.with_postprocessing:
+    """options with the format's defaults filled in (post-processing: on);
+    refuses what the format cannot hold."""
+    if options.quantize is not None and export_format != 'tflite':
+        raise ValueError(f'--quantize is for --format=tflite; got '
+                         f'--format={export_format}.')
+    if options.quantize is not None and options.quantize not in (
+            QUANTIZATIONS):
+        raise ValueError(f'Unknown --quantize={options.quantize}; choose one '
+                         f'of {", ".join(QUANTIZATIONS)}.')
+    if options.with_postprocessing is None:
+        options = dataclasses.replace(options, with_postprocessing=True)
+    if (export_format != 'saved_model' and options.with_postprocessing
+            and options.input_size is None):
         raise ValueError(
-            f'--format={export_format} holds the network outputs only: '
-            'post-processing does not convert (see deeplab2/export.py); '
-            'export without post-processing or use --format=saved_model.')
-    return dataclasses.replace(options, with_postprocessing=False)
+            f'--format={export_format} with post-processing needs a fixed '
+            'input size: pass --crop_size=height,width (the size of the '
+            'images it will take), or --nowith_postprocessing for the '
+            'network outputs at any size.')
+    return options
 
 
 def _check_replaceable(output_path: pathlib.Path):

@@ -1,30 +1,81 @@
 """Converting a serving module to TFLite or ONNX bytes.
 
-Both hold the same uint8 `images` input and the network outputs only.
-Post-processing does not convert: its per-image `map_fn` over dynamic sizes
-leaves TensorList ops that TFLite's builtins cannot lower, and tf2onnx turns
-its segment reductions into a dense [segments x largest segment] grid
-(~10^10 elements for the merge's class votes at 1025x2049) and cannot
-convert integer segment max/min at all (tf2onnx 1.17). Run
-`deeplab2.model.postprocess` on those outputs instead, or serve the
-SavedModel.
+Both hold the serving signature: the uint8 `images` input and the
+post-processed maps (post-processing built from ops these converters lower:
+model/portable_ops.py), or the network outputs only. TFLite files can be
+quantized (`serving.QUANTIZATIONS`):
+
+- float16: weights stored as float16 (half the size), computed in float32.
+- dynamic_range: weights int8, activations quantized on the fly.
+- int8: weights and activations int8 in the network, with activation
+  ranges calibrated on `calibration_images`; post-processing and the
+  softmax stay float32 (int8 probabilities, distances and offsets would
+  change which class and which center wins).
 """
 
+import numpy as np
 import tensorflow as tf
 
+from deeplab2 import private_api
 from deeplab2 import serving
+from deeplab2.model import postprocess
 
-# ONNX opset for tf2onnx: 17 is the newest every onnxruntime >= 1.13 runs.
-ONNX_OPSET = 17
+# ONNX opset for tf2onnx: 18 has ScatterND with min (post-processing);
+# onnxruntime runs it from 1.14.
+ONNX_OPSET = 18
 
 
-def convert_to_tflite(saved_model_dir) -> bytes:
-    """float32 TFLite flatbuffer of a SavedModel's serving_default, built
-    only from TFLite's builtin ops (no Flex delegate needed to run it)."""
+def convert_to_tflite(saved_model_dir, quantize: str | None = None,
+                      calibration_images=None) -> bytes:
+    """TFLite flatbuffer of a SavedModel's serving_default, built only from
+    TFLite's builtin ops (no Flex delegate needed to run it).
+
+    quantize: None (float32) or one of `serving.QUANTIZATIONS`;
+    calibration_images: for int8, an iterable of uint8 [H, W, 3] images of
+    the exported size (a few dozen to a hundred of the target domain).
+    """
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model_dir), signature_keys=[serving.DEFAULT_SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    if quantize is None:
+        return converter.convert()
+    if quantize not in serving.QUANTIZATIONS:
+        raise ValueError(f'Unknown quantization {quantize!r}; choose one of '
+                         f'{", ".join(serving.QUANTIZATIONS)}.')
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == 'float16':
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize != 'int8':
+        return converter.convert()
+    images = list(calibration_images or ())
+    if not images:
+        raise ValueError('int8 quantization needs calibration images '
+                         '(--calibration_file_pattern).')
+    converter.representative_dataset = lambda: (
+        {serving.IMAGES_INPUT: np.asarray(image, np.uint8)[None]}
+        for image in images)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    calibrated = private_api.calibrate_only(converter)
+    return private_api.mlir_quantize(
+        calibrated, denylisted_nodes=_postprocessing_tensors(calibrated),
+        denylisted_ops=['SOFTMAX'])
+
+
+def _postprocessing_tensors(flatbuffer: bytes) -> list[str]:
+    """Names of the post-processing tensors of a TFLite model: those under
+    its name scope in the main graph, and every tensor of the other
+    subgraphs (the grouping's branches; the network has none)."""
+    model = private_api.TFLiteModel.InitFromPackedBuf(flatbuffer, 0)
+    names = []
+    for index, subgraph in enumerate(model.subgraphs):
+        for tensor in subgraph.tensors:
+            name = tensor.name.decode()
+            # A fused op's tensor is named after each op, ';'-separated.
+            scopes = [part.split('/')[0] for part in name.split(';')]
+            if index > 0 or postprocess.NAME_SCOPE in scopes:
+                names.append(name)
+    return names
 
 
 def convert_to_onnx(module, opset: int = ONNX_OPSET) -> bytes:

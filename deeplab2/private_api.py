@@ -15,6 +15,14 @@ public equivalent:
 - `tensorflow.core.protobuf.trackable_object_graph_pb2.TrackableObjectGraph`:
   the object graph stored in a checkpoint, read to find where a variable's
   value is stored.
+- `tensorflow.lite.python.convert.mlir_quantize`, with the converter's
+  `_experimental_calibrate_only` flag: int8 TFLite export calibrates the
+  whole model, then quantizes all but the post-processing (its ops named
+  in `denylisted_nodes`), which must stay float; the public converter
+  quantizes every op it can.
+- `tensorflow.lite.python.schema_py_generated.ModelT`: the flatbuffer's
+  object API, to list the tensors of every subgraph (the public
+  interpreter shows the main one only).
 
 Each is imported once, here; a TF or Keras release that moves one fails at
 import with an ImportError naming the symbol and the versions in use
@@ -54,3 +62,13 @@ objects_ids_and_slot_variables_and_paths = resolve(
 TrackableObjectGraph = resolve(
     'tensorflow.core.protobuf.trackable_object_graph_pb2',
     'TrackableObjectGraph')
+mlir_quantize = resolve('tensorflow.lite.python.convert', 'mlir_quantize')
+TFLiteModel = resolve('tensorflow.lite.python.schema_py_generated', 'ModelT')
+
+
+def calibrate_only(converter) -> bytes:
+    """A TFLiteConverter's float model with each tensor's range from its
+    representative dataset recorded, not yet quantized (the input of
+    `mlir_quantize`)."""
+    converter._experimental_calibrate_only = True
+    return converter.convert()

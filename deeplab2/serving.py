@@ -12,6 +12,9 @@ from deeplab2 import common
 # What scripts/export_model.py --format accepts; the first is the default.
 FORMATS = ('saved_model', 'tflite', 'onnx')
 
+# What --quantize accepts for a TFLite export (deeplab2.export_formats).
+QUANTIZATIONS = ('float16', 'dynamic_range', 'int8')
+
 DEFAULT_SIGNATURE = 'serving_default'
 ENCODED_SIGNATURE = 'serving_encoded'
 IMAGES_INPUT = 'images'
@@ -22,8 +25,8 @@ ENCODED_IMAGE_INPUT = 'encoded_image'
 PREDICTION_KEYS = (common.PRED_PANOPTIC_KEY, common.PRED_SEMANTIC_KEY,
                    common.PRED_INSTANCE_KEY, common.PRED_INSTANCE_CENTER_KEY,
                    common.PRED_INSTANCE_SCORES_KEY)
-# The raw network outputs: added on request, and all that TFLite and ONNX
-# can hold.
+# The raw network outputs: added on request, or all that is exported
+# without post-processing.
 NETWORK_OUTPUT_KEYS = (common.PRED_SEMANTIC_LOGITS_KEY,
                        common.PRED_SEMANTIC_PROBS_KEY,
                        common.PRED_CENTER_HEATMAP_KEY,

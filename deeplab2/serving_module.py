@@ -30,19 +30,22 @@ class ExportOptions:
     """What goes into the exported model.
 
     Attributes:
-      with_postprocessing: add the post-processed maps. None: the format's
-        default (SavedModel: yes; TFLite, ONNX: no, they cannot hold them).
+      with_postprocessing: add the post-processed maps (None: yes).
+        TFLite and ONNX hold them only at a fixed `input_size`.
       include_network_outputs: add the raw network outputs (always there
         without post-processing).
       input_size: (height, width) to fix the input size to; None accepts
         any size.
       jit_postprocessing: keep post-processing's XLA clusters (faster on
         CPU/GPU with TensorFlow; TFLite and ONNX never get them).
+      quantize: TFLite only: None (float32) or one of
+        `serving.QUANTIZATIONS` (see export_formats).
     """
     with_postprocessing: bool | None = None
     include_network_outputs: bool = False
     input_size: tuple[int, int] | None = None
     jit_postprocessing: bool = True
+    quantize: str | None = None
 
     @property
     def postprocessing(self) -> bool:
@@ -60,18 +63,25 @@ class ExportOptions:
 
 
 def build_predict_fn(config, model, options: ExportOptions,
-                     descriptor=None):
+                     descriptor=None, runtime: str = 'tensorflow'):
     """images [B, H, W, 3] uint8 -> dict of `options.output_keys` (those the
     model has: a semantic-only model has no instance outputs).
 
     descriptor: the eval dataset's DatasetDescriptor (a built-in dataset
     or a spec file's), whose thing classes, label divisor and void label
     post-processing bakes into the export; default: looked up from the
-    config."""
+    config. runtime: where the function will run (TensorFlow, or a
+    'tflite'/'onnx' conversion, whose post-processing is built from ops
+    their converters lower: see model/portable_ops.py)."""
     inference = inference_lib.build_inference(config, model,
                                               descriptor=descriptor)
     if not options.postprocessing:
         inference.postprocessor = None
+    elif runtime != 'tensorflow':
+        inference.postprocessor = postprocess.PanopticPostProcessor(
+            dataclasses.replace(inference.postprocessor.options,
+                                runtime=runtime, static_shapes=True,
+                                jit_dense_stages=False))
     elif not options.jit_postprocessing:
         inference.postprocessor = postprocess.PanopticPostProcessor(
             dataclasses.replace(inference.postprocessor.options,
@@ -151,7 +161,8 @@ class ServingModule(tf.Module):
     them and the .tflite computes NaNs.
     """
 
-    def __init__(self, model, predict_fn, input_size=None):
+    def __init__(self, model, predict_fn, input_size=None,
+                 batch_size=None):
         super().__init__(name='deeplab2_serving')
         self.model_variables = [variable.value
                                 for variable in model.variables]
@@ -160,7 +171,7 @@ class ServingModule(tf.Module):
         height, width = input_size or (None, None)
         self.serving_default = tf.function(
             self._serve_images, input_signature=[tf.TensorSpec(
-                [None, height, width, 3], tf.uint8,
+                [batch_size, height, width, 3], tf.uint8,
                 name=serving.IMAGES_INPUT)])
         self.serving_encoded = tf.function(
             self._serve_encoded, input_signature=[tf.TensorSpec(

@@ -9,9 +9,19 @@ The SavedModel takes uint8 images of any batch and size (`serving_default`,
 input `images`) or one JPEG/PNG string (`serving_encoded`, input
 `encoded_image`) and returns the panoptic, semantic and instance maps (and
 the raw network outputs with --include_network_outputs). TFLite and ONNX
-hold the network outputs only. See deeplab2/export.py. A Keras-native copy
-of the whole model (for further training in Keras) is `model.save('m.keras')`
-instead; see the README.
+files hold the same `images` -> maps function at the size --crop_size
+fixes (TFLite: batch 1; ONNX: any batch), optionally quantized (TFLite
+--quantize), or the network outputs alone (--nowith_postprocessing, any
+size):
+
+  python scripts/export_model.py --config_file=... --checkpoint_path=... \
+    --output_path=/models/model_int8.tflite --crop_size=1025,2049 \
+    --quantize=int8 --calibration_file_pattern='/data/train-*.tfrecord'
+
+Run them with scripts/predict.py --model=FILE, or LiteRT / onnxruntime
+directly. See deeplab2/export.py. A Keras-native copy of the whole model
+(for further training in Keras) is `model.save('m.keras')` instead; see the
+README.
 """
 
 from absl import app
@@ -36,11 +46,22 @@ _FORMAT = flags.DEFINE_enum('format', serving.FORMATS[0],
                             list(serving.FORMATS), 'What to write.')
 _CROP_SIZE = flags.DEFINE_list(
     'crop_size', None, 'height,width: fix the input size (default: any '
-    'size; ASPP pooling is global either way).')
+    'size; ASPP pooling is global either way). Required for tflite and onnx '
+    'with post-processing.')
 _WITH_POSTPROCESSING = flags.DEFINE_boolean(
-    'with_postprocessing', None,
-    'Add the panoptic/semantic/instance maps (default: on for saved_model; '
-    'tflite and onnx cannot hold them).')
+    'with_postprocessing', True,
+    'Add the panoptic/semantic/instance maps; --nowith_postprocessing '
+    'exports the network outputs only.')
+_QUANTIZE = flags.DEFINE_enum(
+    'quantize', None, list(serving.QUANTIZATIONS),
+    'Quantize a tflite export: float16 and dynamic_range weights, or an int8 '
+    'network calibrated on --calibration_file_pattern (post-processing '
+    'stays float).')
+_CALIBRATION_FILE_PATTERN = flags.DEFINE_string(
+    'calibration_file_pattern', None,
+    'TFRecords (DeepLab2 format) whose images calibrate --quantize=int8.')
+_CALIBRATION_IMAGES = flags.DEFINE_integer(
+    'calibration_images', 100, 'How many images calibrate --quantize=int8.')
 _INCLUDE_NETWORK_OUTPUTS = flags.DEFINE_boolean(
     'include_network_outputs', False,
     'Also return semantic_logits, semantic_probs, center_heatmap and '
@@ -76,11 +97,14 @@ def main(argv):
         with_postprocessing=_WITH_POSTPROCESSING.value,
         include_network_outputs=_INCLUDE_NETWORK_OUTPUTS.value,
         input_size=input_size,
-        jit_postprocessing=_JIT_POSTPROCESSING.value)
+        jit_postprocessing=_JIT_POSTPROCESSING.value,
+        quantize=_QUANTIZE.value)
     path = export.export_from_config(
         _CONFIG_FILE.value, _CHECKPOINT_PATH.value, _OUTPUT_PATH.value,
         _FORMAT.value, options, overrides=_CONFIG_OVERRIDE.value,
-        overwrite=_OVERWRITE.value)
+        overwrite=_OVERWRITE.value,
+        calibration_file_pattern=_CALIBRATION_FILE_PATTERN.value,
+        calibration_images=_CALIBRATION_IMAGES.value)
     print(f'Wrote {path}')
     return 0
 

@@ -24,6 +24,10 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2.data import datasets
+from deeplab2.model import portable_ops
+
+# The name scope of every post-processing op.
+NAME_SCOPE = 'postprocessing'
 
 # Float elements of one pixels x centers distance block; bounds the memory.
 _DISTANCE_BLOCK_ELEMENTS = 1 << 22
@@ -50,6 +54,9 @@ class PostProcessOptions:
       jit_dense_stages: compile the per-pixel stages and the grouping's
         distance kernel with XLA (off for runtimes without XLA, e.g.
         TFLite/ONNX conversion).
+      runtime: where the ops will run (`portable_ops.RUNTIMES`): 'tflite'
+        and 'onnx' swap in the grouping and segment reductions their
+        converters lower (see portable_ops), with static shapes and no XLA.
     """
     thing_class_ids: tuple[int, ...]
     label_divisor: int
@@ -61,6 +68,20 @@ class PostProcessOptions:
     merge_with_tf_op_semantics: bool = False
     static_shapes: bool = False
     jit_dense_stages: bool = True
+    runtime: str = 'tensorflow'
+
+    def __post_init__(self):
+        if self.runtime not in portable_ops.RUNTIMES:
+            raise ValueError(f'Unknown post-processing runtime '
+                             f'{self.runtime!r}; choose one of '
+                             f'{", ".join(portable_ops.RUNTIMES)}.')
+        if self.runtime != 'tensorflow' and (
+                not self.static_shapes or self.jit_dense_stages
+                or self.keep_k_centers <= 0):
+            raise ValueError(
+                f'Post-processing for {self.runtime} needs static shapes, '
+                'no XLA and keep_k_centers > 0 (a fixed number of center '
+                'slots).')
 
 
 def semantic_prediction(semantic_probs):
@@ -262,8 +283,10 @@ def merge_semantic_and_instance(semantic, instance, is_thing,
     op_rules = options.merge_with_tf_op_semantics
     # The op treats thing pixels of instance 0 as one more instance.
     member = is_thing if op_rules else is_thing & (instance > 0)
+    reductions = portable_ops.REDUCTIONS[options.runtime]
     votes, first_pixel = _instance_votes(semantic, instance, member,
-                                         num_classes, num_instances)
+                                         num_classes, num_instances,
+                                         reductions)
     present = tf.reduce_sum(votes, axis=-1) > 0                  # [B, K+1]
     majority = tf.argmax(votes, axis=-1, output_type=tf.int32)   # [B, K+1]
     same_class = majority[:, :, None] == majority[:, None, :]
@@ -273,11 +296,13 @@ def merge_semantic_and_instance(semantic, instance, is_thing,
     thing_value = tf.gather(majority * divisor + rank + 1, instance,
                             batch_dims=1)
     stuff = ~is_thing if op_rules else ~is_thing & (instance == 0)
-    stuff_value = _stuff_values(semantic, stuff, num_classes, options)
+    stuff_value = _stuff_values(semantic, stuff, num_classes, options,
+                                reductions)
     return tf.where(member, thing_value, tf.where(stuff, stuff_value, void))
 
 
-def _instance_votes(semantic, instance, member, num_classes, num_instances):
+def _instance_votes(semantic, instance, member, num_classes, num_instances,
+                    reductions: portable_ops.SegmentReductions):
     """Per image and instance id: label histogram [B, K+1, C] of member
     pixels, and the flat index of the instance's first pixel [B, K+1]."""
     batch = tf.shape(semantic)[0]
@@ -287,7 +312,7 @@ def _instance_votes(semantic, instance, member, num_classes, num_instances):
     outside = batch * slots  # one spare segment for non-member pixels
     segment = tf.where(member, segment, outside)
     segment = tf.reshape(segment, [-1])
-    counts = tf.math.unsorted_segment_sum(
+    counts = reductions.sum(
         tf.ones_like(segment), segment * num_classes + tf.reshape(semantic,
                                                                   [-1]),
         (outside + 1) * num_classes)
@@ -295,20 +320,20 @@ def _instance_votes(semantic, instance, member, num_classes, num_instances):
                        [batch, slots, num_classes])
     pixels = tf.shape(semantic)[1] * tf.shape(semantic)[2]
     flat_index = tf.reshape(tf.range(pixels), tf.shape(semantic)[1:])
-    first = tf.math.unsorted_segment_min(
+    first = reductions.min(
         tf.reshape(tf.broadcast_to(flat_index, tf.shape(semantic)), [-1]),
         segment, outside + 1)
     return votes, tf.reshape(first[:outside], [batch, slots])
 
 
-def _stuff_values(semantic, stuff, num_classes, options):
+def _stuff_values(semantic, stuff, num_classes, options, reductions):
     """[B, H, W] panoptic value of each pixel if it is stuff: its class, or
     void when its segment is too small."""
     batch = tf.shape(semantic)[0]
     image = tf.range(batch)[:, None, None] * tf.ones_like(semantic)
     segment = tf.reshape(tf.where(stuff, image * num_classes + semantic,
                                   batch * num_classes), [-1])
-    area = tf.math.unsorted_segment_sum(
+    area = reductions.sum(
         tf.ones_like(segment), segment, batch * num_classes + 1)[:-1]
     area = tf.reshape(area, [batch, num_classes])
     limit = options.stuff_area_limit
@@ -349,16 +374,25 @@ class PanopticPostProcessor:
                                       reduce_retracing=True)
 
     def __call__(self, outputs: Mapping[str, tf.Tensor]) -> dict:
+        # The scope names its ops: an int8 TFLite export keeps them float.
+        with tf.name_scope(NAME_SCOPE):
+            return self._postprocess(outputs)
+
+    def _postprocess(self, outputs: Mapping[str, tf.Tensor]) -> dict:
         probs = outputs[common.PRED_SEMANTIC_PROBS_KEY]
         semantic, is_thing, center_map = self._dense(
             probs, tf.cast(outputs[common.PRED_CENTER_HEATMAP_KEY],
                            tf.float32))
         centers = select_centers(center_map, self.options.keep_k_centers,
                                  self.options.static_shapes)
-        instance = group_pixels(
-            tf.cast(outputs[common.PRED_OFFSET_MAP_KEY], tf.float32),
-            is_thing, centers, self.options.static_shapes,
-            fused=self.options.jit_dense_stages)
+        offsets = tf.cast(outputs[common.PRED_OFFSET_MAP_KEY], tf.float32)
+        if self.options.runtime == 'tensorflow':
+            instance = group_pixels(offsets, is_thing, centers,
+                                    self.options.static_shapes,
+                                    fused=self.options.jit_dense_stages)
+        else:
+            instance = portable_ops.group_pixels_by_center_loop(
+                offsets, is_thing, centers.yx, centers.valid)
         panoptic, scores = self._merge(semantic, instance, is_thing,
                                        self._pad_slots(centers.scores),
                                        probs.shape[-1])
