@@ -145,8 +145,9 @@ def export_model(config, model, output_path, export_format='saved_model',
                               'overwrite=True (--overwrite).')
     _check_replaceable(output_path)
     options = _format_options(export_format, options)
-    runtime = 'tensorflow' if export_format == 'saved_model' else (
-        export_format)
+    runtime = {'saved_model': 'tensorflow', 'onnx': 'onnx'}.get(
+        export_format,
+        'tflite_int8' if options.quantize == 'int8' else 'tflite')
     module = ServingModule(
         model, build_predict_fn(config, model, options, descriptor,
                                 runtime=runtime),

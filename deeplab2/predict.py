@@ -2,7 +2,7 @@
 
 `run` is what scripts/predict.py does: find the images
 (`predict_inputs`), run a `Predictor` on each at its own size (a checkpoint
-or an exported SavedModel), and write `<name>_panoptic.png`,
+or an export: SavedModel, .tflite or .onnx), and write `<name>_panoptic.png`,
 `<name>_overlay.jpg` and `<name>_segments.json` (`predict_outputs`, which
 documents the files). A semantic-only model (no instance branch) or a
 semantic-only dataset (no instances) gets `<name>_semantic.png` (each
@@ -94,7 +94,7 @@ def predict_images(backend: Backend, descriptor: datasets.DatasetDescriptor,
 
 def run(config_file: str, input_pattern: str, output_dir: str,
         checkpoint_path: Optional[str] = None,
-        saved_model: Optional[str] = None,
+        exported: Optional[str] = None,
         config_overrides: Iterable[str] = (),
         progress: Optional[progress_lib.Progress] = None) -> PredictResult:
     """What scripts/predict.py does: config -> back-end -> every image.
@@ -116,7 +116,7 @@ def run(config_file: str, input_pattern: str, output_dir: str,
                                       descriptor)
     # Find the images first: a wrong glob should fail before model loading.
     image_paths = find_images(input_pattern, exclude_dir=output_dir)
-    backend = build_predictor(config, checkpoint_path, saved_model,
+    backend = build_predictor(config, checkpoint_path, exported,
                               config_name=str(config_file),
                               descriptor=descriptor)
     return predict_images(backend, descriptor, image_paths, output_dir,

@@ -10,11 +10,13 @@ label_divisor + instance), `semantic_pred`, `instance_pred`,
 semantic map only). Images of any size run at that size (ASPP pooling is
 global); one batch holds images of one size.
 
-Two back-ends give the same maps: the config's model with a checkpoint's
-weights (through `deeplab2.model.inference`), or an exported SavedModel's
-`serving_default` signature (deeplab2.export). A SavedModel carries no
-label space: `predictor.config` is None then, and callers that name classes
-need the training config.
+The back-ends give the same maps: the config's model with a checkpoint's
+weights (through `deeplab2.model.inference`), an exported SavedModel's
+`serving_default` signature (deeplab2.export), or an exported .tflite or
+.onnx file run by LiteRT or ONNX Runtime (`deeplab2.runtimes`; these take
+the size they were exported at). An export carries no label space:
+`predictor.config` is None then, and callers that name classes need the
+training config.
 """
 
 import os
@@ -25,6 +27,7 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2 import config as config_lib
+from deeplab2 import runtimes
 from deeplab2 import serving
 from deeplab2.compat import checkpoint as checkpoint_lib
 from deeplab2.model import builder
@@ -37,12 +40,13 @@ BatchFunction = Callable[[np.ndarray], dict]
 class Predictor:
     """Runs a restored model, or an exported one, on numpy images.
 
-    Build one with `from_checkpoint` or `from_saved_model`; the constructor
+    Build one with `from_checkpoint` or `from_export`; the constructor
     takes any function of a uint8 batch to a dict of batched numpy maps.
 
     Attributes:
       config: the ExperimentOptions (None for a SavedModel).
-      model: the restored Keras model, or the loaded SavedModel object.
+      model: the restored Keras model, the loaded SavedModel object, or a
+        `runtimes.ExportedFile`.
     """
 
     def __init__(self, predict_batch: BatchFunction, config=None,
@@ -105,6 +109,25 @@ class Predictor:
 
         return cls(predict_batch, model=loaded)
 
+    @classmethod
+    def from_export(cls, path, num_threads: Optional[int] = None
+                    ) -> 'Predictor':
+        """An export of deeplab2.export: a SavedModel folder, or a .tflite
+        or .onnx file run by its runtime (num_threads: the runtime's CPU
+        threads, None: its default), checked to return the maps."""
+        path = str(path)
+        if os.path.isdir(path):
+            return cls.from_saved_model(path)
+        exported = runtimes.load(path, num_threads)
+        _check_prediction_outputs(exported.output_names, path)
+
+        def predict_batch(images):
+            outputs = exported(images)
+            return {key: outputs[key] for key in serving.PREDICTION_KEYS
+                    if key in outputs}
+
+        return cls(predict_batch, model=exported)
+
     def __call__(self, images) -> dict:
         """uint8 RGB [H, W, 3] -> {key: [H, W]}, or [B, H, W, 3] ->
         {key: [B, H, W]}.
@@ -142,31 +165,37 @@ def _serving_signature(loaded, path: str):
         raise ValueError(
             f'SavedModel {path}: {name} takes {sorted(inputs)}, expected an '
             f'{serving.IMAGES_INPUT!r} input.')
-    outputs = serve.structured_outputs
-    # A semantic-only model exports its semantic map alone; any panoptic
-    # map must come with all of them.
+    _check_prediction_outputs(serve.structured_outputs,
+                              f'SavedModel {path}: {name}')
+    return serve
+
+
+def _check_prediction_outputs(outputs, what: str) -> None:
+    """Refuses an export whose output names lack the maps: a
+    network-only export (--nowith_postprocessing), or a panoptic one that
+    lacks some. A semantic-only model exports its semantic map alone."""
     semantic_only = (set(serving.PREDICTION_KEYS) & set(outputs)
                      == {common.PRED_SEMANTIC_KEY})
     missing = [] if semantic_only else [
         key for key in serving.PREDICTION_KEYS if key not in outputs]
     if missing:
         raise ValueError(
-            f'SavedModel {path}: {name} lacks outputs {missing}; it returns '
-            f'{sorted(serve.structured_outputs)}.')
-    return serve
+            f'{what} lacks outputs {missing}; it returns {sorted(outputs)}'
+            ' (an export --nowith_postprocessing holds the network outputs '
+            'only).')
 
 
 def build_predictor(config, checkpoint_path: Optional[str] = None,
-                    saved_model: Optional[str] = None,
+                    exported: Optional[str] = None,
                     config_name: str = '', descriptor=None) -> Predictor:
-    """From exactly one of `checkpoint_path` and `saved_model`
-    (`descriptor`: see `Predictor.from_checkpoint`)."""
-    if bool(checkpoint_path) == bool(saved_model):
-        raise ValueError('Give exactly one of checkpoint_path and '
-                         f'saved_model (got {checkpoint_path!r} and '
-                         f'{saved_model!r}).')
-    if saved_model:
-        return Predictor.from_saved_model(saved_model)
+    """From exactly one of `checkpoint_path` and `exported` (a SavedModel
+    folder, .tflite or .onnx file; `descriptor`: see
+    `Predictor.from_checkpoint`)."""
+    if bool(checkpoint_path) == bool(exported):
+        raise ValueError('Give exactly one of checkpoint_path and exported '
+                         f'(got {checkpoint_path!r} and {exported!r}).')
+    if exported:
+        return Predictor.from_export(exported)
     return Predictor.from_checkpoint(config, checkpoint_path,
                                      config_name=config_name,
                                      descriptor=descriptor)

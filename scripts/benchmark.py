@@ -19,11 +19,13 @@ median over --runs timed runs after --warmup untimed ones.
   # scenes, ours against cityscapesscripts' panoptic evaluator on the same
   # files:
   python scripts/benchmark.py eval --num_images=50
-  # Exported SavedModel latency (network + post-processing), random weights,
-  # 1x1025x2049 by default:
+  # Exported model latency end to end (uint8 image -> panoptic maps) on
+  # each runtime: SavedModel, LiteRT float32/float16/int8, ONNX Runtime;
+  # a synthetic street scene, 1x1025x2049 by default, random weights
+  # unless --checkpoint_path:
   python scripts/benchmark.py serve \
-    --config_file=configs/cityscapes/panoptic_deeplab/mobilenet_v3_small_os16.textproto \
-    --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto
+    --config_file=configs/demo/panoptic_deeplab_mobilenet_v3_small_os16.textproto \
+    --checkpoint_path=/tmp/deeplab2_demo --height=513 --width=1025
 """
 
 import json
@@ -45,6 +47,14 @@ _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['1'], 'Batch sizes.')
 _RUNS = flags.DEFINE_integer('runs', 7, 'Timed runs (the median is reported).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed runs first.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
+_CHECKPOINT_PATH = flags.DEFINE_string(
+    'checkpoint_path', None, 'serve: weights to export (default: random).')
+_RUNTIMES = flags.DEFINE_list(
+    'runtimes', None, 'serve: which of saved_model, litert_float32, '
+    'litert_float16, litert_int8, onnxruntime (default: all).')
+_NUM_THREADS = flags.DEFINE_integer(
+    'num_threads', None, 'serve: LiteRT / ONNX Runtime threads (default: '
+    'every core).')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 50,
                                    'eval: number of synthetic predictions.')
 
@@ -108,7 +118,16 @@ def _eval():
 
 def _serve():
     from deeplab2.benchmarks import serve
-    return _per_config_and_batch_size(serve.serve_latency, 1025, 2049)
+    runtimes = _RUNTIMES.value or list(serve.RUNTIMES)
+    unknown = sorted(set(runtimes) - set(serve.RUNTIMES))
+    if unknown:
+        raise app.UsageError(f'Unknown --runtimes {unknown}; choose from '
+                             f'{", ".join(serve.RUNTIMES)}.')
+    return [serve.serve_latency(
+        path, *_size(1025, 2049), batch_size=size, runs=_RUNS.value,
+        warmup=_WARMUP.value, checkpoint_path=_CHECKPOINT_PATH.value,
+        runtimes=runtimes, num_threads=_NUM_THREADS.value)
+        for path in _CONFIG_FILES.value for size in _batch_sizes()]
 
 
 BENCHMARKS = {'network': _network, 'postprocess': _postprocess,

@@ -5,7 +5,10 @@
     --checkpoint_path=/ckpt/resnet50_os32_cityscapes.tar.gz \
     --input='/photos/*.jpg' --output_dir=/tmp/predictions
 
-or `--saved_model=/exports/resnet50` instead of `--checkpoint_path`. Writes
+or `--model=/exports/resnet50` (a SavedModel folder), `--model=m.tflite`
+(run by LiteRT) or `--model=m.onnx` (run by ONNX Runtime) instead of
+`--checkpoint_path`: the runtime is picked by the file type, and a .tflite
+or .onnx export takes images of the size it was exported at. Writes
 `<name>_panoptic.png`, `<name>_overlay.jpg` and `<name>_segments.json` per
 image (see deeplab2/predict.py); a semantic-only model or dataset gets
 `<name>_semantic.png` (class eval ids, 8 or 16 bit) instead of the panoptic
@@ -30,9 +33,11 @@ _CONFIG_OVERRIDE = flags.DEFINE_multi_string(
 _CHECKPOINT_PATH = flags.DEFINE_string(
     'checkpoint_path', None, 'Checkpoint prefix, folder or .tar.gz (ours or '
     "DeepLab2's).")
+_MODEL = flags.DEFINE_string(
+    'model', None, 'An export (scripts/export_model.py) instead of '
+    '--checkpoint_path: a SavedModel folder, a .tflite or an .onnx file.')
 _SAVED_MODEL = flags.DEFINE_string(
-    'saved_model', None, 'Exported SavedModel folder (scripts/export_model.py)'
-    ', instead of --checkpoint_path.')
+    'saved_model', None, 'Same as --model (kept for older command lines).')
 _INPUT = flags.DEFINE_string(
     'input', None, 'Image glob (quote it; ** recurses) or a folder of images.',
     required=True)
@@ -43,9 +48,11 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Output folder.',
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    if bool(_CHECKPOINT_PATH.value) == bool(_SAVED_MODEL.value):
+    exported = [value for value in (_MODEL.value, _SAVED_MODEL.value)
+                if value]
+    if len(exported) + bool(_CHECKPOINT_PATH.value) != 1:
         raise app.UsageError(
-            'Give exactly one of --checkpoint_path and --saved_model.')
+            'Give exactly one of --checkpoint_path and --model.')
     # Imported here, not at the top: TensorFlow loads in cli.run, quietly,
     # once the flags are parsed (so --help does not load it). Bad paths,
     # configs, checkpoints, an unwritable output folder raise errors naming
@@ -55,7 +62,7 @@ def main(argv):
     result = predict.run(
         _CONFIG_FILE.value, _INPUT.value, _OUTPUT_DIR.value,
         checkpoint_path=_CHECKPOINT_PATH.value,
-        saved_model=_SAVED_MODEL.value,
+        exported=exported[0] if exported else None,
         config_overrides=_CONFIG_OVERRIDE.value)
     print(f'Wrote predictions for {_count(result.written, "image")} to '
           f'{_OUTPUT_DIR.value}', file=sys.stderr)

@@ -175,7 +175,7 @@ def test_saved_model_backend_equals_checkpoint_backend(restored, backend,
     config, model = restored
     export.export_model(config, model, tmp_path / 'saved')
     served = predictor_lib.build_predictor(
-        config, saved_model=str(tmp_path / 'saved'))
+        config, exported=str(tmp_path / 'saved'))
     paths = [str(images / 'street.png')]
     predict.predict_images(served, DESCRIPTOR, paths, str(tmp_path / 'sm'))
     predict.predict_images(backend, DESCRIPTOR, paths, str(tmp_path / 'ck'))
@@ -305,7 +305,7 @@ def test_backend_choice_is_exactly_one():
         predictor_lib.build_predictor(None)
     with pytest.raises(ValueError, match='exactly one'):
         predictor_lib.build_predictor(None, checkpoint_path='a',
-                                      saved_model='b')
+                                      exported='b')
 
 
 def test_predictor_batch_equals_single_images(backend):

@@ -38,7 +38,12 @@ class Inference:
 
     def __call__(self, images) -> dict:
         images = tf.cast(images, tf.float32)
-        size = tf.shape(images)[1:3]
+        # A static size when there is one (an export at a fixed size with
+        # any batch): the outputs then keep it, which the TFLite/ONNX
+        # post-processing needs for its fixed number of slots.
+        size = (images.shape[1:3].as_list()
+                if images.shape[1:3].is_fully_defined()
+                else tf.shape(images)[1:3])
         passes = []
         for scale in self.eval_scales:
             scaled = _scale_images(images, scale)

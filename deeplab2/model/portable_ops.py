@@ -4,9 +4,9 @@ What `PanopticPostProcessor` swaps in when it runs outside TensorFlow
 (`PostProcessOptions.runtime` 'tflite' or 'onnx'): the same results as the
 TensorFlow path, built from ops both converters turn into native kernels.
 
-- Grouping: the center slots visited in order, each pixel keeping its
-  nearest center so far, with groups of slots past the last valid center
-  skipped by `tf.cond`. A pixel moves to a later center only when it is
+- Grouping: the valid center slots visited in order (a loop, or for an
+  int8 TFLite export branches), each pixel keeping its nearest center so
+  far. A pixel moves to a later center only when it is
   strictly closer, which is argmin's first-on-ties rule, and the distance
   is computed with the same float operations as the TensorFlow path, so
   the same pixels tie. Its cost is one pass over the pixels per valid
@@ -25,8 +25,9 @@ from typing import Callable
 
 import tensorflow as tf
 
-# Where post-processing can run: TensorFlow itself, or a converted file.
-RUNTIMES = ('tensorflow', 'tflite', 'onnx')
+# Where post-processing can run: TensorFlow itself, or a converted file
+# (an int8 TFLite file is calibrated, which needs the loop-free grouping).
+RUNTIMES = ('tensorflow', 'tflite', 'tflite_int8', 'onnx')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,26 +55,29 @@ _SEGMENT_OPS = SegmentReductions(tf.math.unsorted_segment_sum,
 REDUCTIONS = {
     'tensorflow': _SEGMENT_OPS,
     'tflite': _SEGMENT_OPS,
+    'tflite_int8': _SEGMENT_OPS,
     'onnx': SegmentReductions(_scatter_sum, _scatter_min),
 }
 
 
-# Center slots visited per branch of the grouping (see below).
+# Center slots visited per branch of the loop-free grouping.
 SLOTS_PER_BRANCH = 8
 
 
 def group_pixels_by_center_loop(offset_map, is_thing, centers_yx,
-                                centers_valid):
+                                centers_valid, loop_free: bool = False):
     """[B, H, W, 2] offsets, [B, H, W] thing mask, [B, K, 2] centers with
     [B, K] validity (valid slots first) -> [B, H, W] int32: 1 + index of the
     nearest valid center on thing pixels, 0 elsewhere and in images without
     centers. Equal to `postprocess.group_pixels`.
 
-    The slots are visited in order, SLOTS_PER_BRANCH at a time, each group
-    under a `tf.cond` that skips it when no image has a valid center in it
-    (TFLite IF, ONNX If): the cost follows the number of centers. Not a
-    `tf.while_loop`: TFLite's int8 calibration crashes on WHILE (TF 2.21),
-    while it runs IF.
+    The valid slots are visited in order by a `tf.while_loop` (TFLite
+    WHILE, ONNX Loop), or with loop_free by SLOTS_PER_BRANCH-slot groups
+    each under a `tf.cond` that skips it past the last valid slot (TFLite
+    IF): TFLite's int8 calibration crashes on WHILE (TF 2.21) but runs IF.
+    The loop converts several times faster (tf2onnx takes minutes over the
+    unrolled branches), so it is the default. Either way the cost follows
+    the number of centers.
     """
     shape = tf.shape(offset_map)
     grid_y, grid_x = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]),
@@ -84,30 +88,39 @@ def group_pixels_by_center_loop(offset_map, is_thing, centers_yx,
     num_slots = tf.reduce_max(tf.reduce_sum(
         tf.cast(centers_valid, tf.int32), axis=1))
 
-    def visit(first, last, best_distance, nearest):
-        for slot in range(first, last):
-            center_y = centers_yx[:, slot, 0, None, None]
-            center_x = centers_yx[:, slot, 1, None, None]
-            delta_y = center_y - point_y
-            delta_x = center_x - point_x
-            distance = tf.sqrt(delta_y * delta_y + delta_x * delta_x)
-            closer = ((distance < best_distance)
-                      & centers_valid[:, slot, None, None])
-            best_distance = tf.where(closer, distance, best_distance)
-            nearest = tf.where(closer, slot, nearest)
-        return best_distance, nearest
+    def visit(slot, best_distance, nearest):
+        center = tf.gather(centers_yx, slot, axis=1)         # [B, 2]
+        valid = tf.gather(centers_valid, slot, axis=1)       # [B]
+        delta_y = center[:, 0, None, None] - point_y
+        delta_x = center[:, 1, None, None] - point_x
+        distance = tf.sqrt(delta_y * delta_y + delta_x * delta_x)
+        closer = (distance < best_distance) & valid[:, None, None]
+        return (tf.where(closer, distance, best_distance),
+                tf.where(closer, slot, nearest))
 
-    # The largest float, not inf: inside an ONNX If, tf2onnx can lower the
-    # select to arithmetic, where inf * 0 is NaN.
+    # The largest float, not inf: inside an ONNX Loop or If, tf2onnx can
+    # lower the select to arithmetic, where inf * 0 is NaN.
     best_distance = tf.fill(tf.shape(point_y), tf.float32.max)
     nearest = tf.zeros_like(point_y, tf.int32)
-    total = int(centers_valid.shape[1])
-    for first in range(0, total, SLOTS_PER_BRANCH):
-        last = min(first + SLOTS_PER_BRANCH, total)
-        best_distance, nearest = tf.cond(
-            first < num_slots,
-            lambda f=first, l=last, d=best_distance, n=nearest: visit(
-                f, l, d, n),
-            lambda d=best_distance, n=nearest: (d, n))
+    if not loop_free:
+        _, _, nearest = tf.while_loop(
+            lambda slot, *_: slot < num_slots,
+            lambda slot, *state: (slot + 1, *visit(slot, *state)),
+            (tf.constant(0), best_distance, nearest))
+    else:
+        def visit_group(first, last, best_distance, nearest):
+            for slot in range(first, last):
+                best_distance, nearest = visit(tf.constant(slot),
+                                               best_distance, nearest)
+            return best_distance, nearest
+
+        total = int(centers_valid.shape[1])
+        for first in range(0, total, SLOTS_PER_BRANCH):
+            last = min(first + SLOTS_PER_BRANCH, total)
+            best_distance, nearest = tf.cond(
+                first < num_slots,
+                lambda f=first, l=last, d=best_distance, n=nearest: (
+                    visit_group(f, l, d, n)),
+                lambda d=best_distance, n=nearest: (d, n))
     has_center = tf.reduce_any(centers_valid, axis=1)[:, None, None]
     return tf.where(is_thing & has_center, nearest + 1, 0)

@@ -54,9 +54,10 @@ class PostProcessOptions:
       jit_dense_stages: compile the per-pixel stages and the grouping's
         distance kernel with XLA (off for runtimes without XLA, e.g.
         TFLite/ONNX conversion).
-      runtime: where the ops will run (`portable_ops.RUNTIMES`): 'tflite'
-        and 'onnx' swap in the grouping and segment reductions their
-        converters lower (see portable_ops), with static shapes and no XLA.
+      runtime: where the ops will run (`portable_ops.RUNTIMES`): 'tflite',
+        'tflite_int8' and 'onnx' swap in the grouping and segment
+        reductions their converters lower (see portable_ops), with static
+        shapes and no XLA.
     """
     thing_class_ids: tuple[int, ...]
     label_divisor: int
@@ -134,7 +135,11 @@ def select_centers(center_map, keep_k_centers: int,
     width, pixels = shape[2], shape[1] * shape[2]
     flat = tf.reshape(center_map, [shape[0], -1])
     num_peaks = tf.reduce_sum(tf.cast(flat > 0, tf.int32), axis=1)
-    if keep_k_centers > 0:
+    known_pixels = (center_map.shape[1] * center_map.shape[2]
+                    if None not in center_map.shape[1:] else None)
+    if keep_k_centers > 0 and static_shapes and known_pixels:
+        slots = min(keep_k_centers, known_pixels)  # a static slot count
+    elif keep_k_centers > 0:
         slots = (keep_k_centers if static_shapes
                  else tf.minimum(keep_k_centers, tf.reduce_max(num_peaks)))
         slots = tf.minimum(slots, pixels)
@@ -152,6 +157,8 @@ def select_centers(center_map, keep_k_centers: int,
     # Raster order with the valid slots first: sort flat indices, invalid
     # ones pushed past every pixel index.
     order_key = tf.sort(tf.where(valid, indices, pixels), axis=1)
+    if isinstance(slots, int):
+        order_key.set_shape([None, slots])  # tf.sort forgets it
     valid = order_key < pixels
     index = tf.where(valid, order_key, 0)
     yx = tf.cast(tf.stack([index // width, index % width], axis=-1),
@@ -392,7 +399,8 @@ class PanopticPostProcessor:
                                     fused=self.options.jit_dense_stages)
         else:
             instance = portable_ops.group_pixels_by_center_loop(
-                offsets, is_thing, centers.yx, centers.valid)
+                offsets, is_thing, centers.yx, centers.valid,
+                loop_free=self.options.runtime == 'tflite_int8')
         panoptic, scores = self._merge(semantic, instance, is_thing,
                                        self._pad_slots(centers.scores),
                                        probs.shape[-1])

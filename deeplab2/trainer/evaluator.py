@@ -162,13 +162,20 @@ class Evaluator:
       strategy: the tf.distribute strategy.
       inference: callable images -> predictions (deeplab2.model.inference).
       descriptor: the eval dataset's descriptor.
+      on_host: `inference` is a numpy function (float32 [B, H, W, 3]
+        images in [0, 255] -> dict of numpy maps), run eagerly outside the
+        strategy: an exported model's runtime (deeplab2.evaluate_export).
     """
 
-    def __init__(self, strategy, inference, descriptor):
+    def __init__(self, strategy, inference, descriptor,
+                 on_host: bool = False):
         self.strategy = strategy
         self.descriptor = descriptor
-        self._predict = tf.function(
-            lambda images: strategy.run(inference, args=(images,)))
+        if on_host:
+            self._predict = lambda images: inference(np.asarray(images))
+        else:
+            self._predict = tf.function(
+                lambda images: strategy.run(inference, args=(images,)))
 
     def evaluate(self, dataset: tf.data.Dataset, eval_steps: int = -1,
                  on_image=None) -> dict:
