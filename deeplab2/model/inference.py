@@ -38,12 +38,7 @@ class Inference:
 
     def __call__(self, images) -> dict:
         images = tf.cast(images, tf.float32)
-        # A static size when there is one (an export at a fixed size with
-        # any batch): the outputs then keep it, which the TFLite/ONNX
-        # post-processing needs for its fixed number of slots.
-        size = (images.shape[1:3].as_list()
-                if images.shape[1:3].is_fully_defined()
-                else tf.shape(images)[1:3])
+        size = tf.shape(images)[1:3]
         passes = []
         for scale in self.eval_scales:
             scaled = _scale_images(images, scale)
@@ -56,6 +51,15 @@ class Inference:
         outputs = {key: tf.reduce_mean(tf.stack([p[key] for p in passes]), 0)
                    if len(passes) > 1 else passes[0][key]
                    for key in passes[0]}
+        if images.shape[1:3].is_fully_defined():
+            # A fixed input size (an export at --crop_size, any batch):
+            # the outputs keep it, which the TFLite/ONNX post-processing
+            # needs for its fixed number of slots. Only the static shape:
+            # resizing to a constant size would make tf2onnx resize by
+            # scale factors, which round 513 down to 512.
+            for value in outputs.values():
+                value.set_shape([None, *images.shape[1:3],
+                                 *value.shape[3:]])
         if self.postprocessor is None:
             return outputs
         if common.PRED_CENTER_HEATMAP_KEY not in outputs:

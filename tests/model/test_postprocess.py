@@ -1,5 +1,9 @@
 """Post-processing: exact parity with DeepLab2's outputs, hand-worked cases
-for every rule, batching, graph and XLA."""
+for every rule, batching, graph and XLA; and the same for the variants
+built for TFLite and ONNX (model/portable_ops.py), run here in TensorFlow
+(tests/export/test_converted.py runs them in LiteRT and ONNX Runtime)."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -16,6 +20,23 @@ POST_KEYS = ['semantic_pred', 'instance_pred', 'panoptic_pred',
              'instance_center_pred', 'instance_scores']
 # Cityscapes-like label space: things are 11..18, void 255, divisor 1000.
 THINGS = tuple(range(11, 19))
+
+
+# Post-processing as exported to each runtime: the ONNX variant (loop
+# grouping, scatter reductions) and the int8 TFLite one (branch grouping,
+# segment reductions); float TFLite mixes the two.
+RUNTIMES = {
+    'tensorflow': {},
+    'onnx': dict(runtime='onnx', static_shapes=True, jit_dense_stages=False),
+    'tflite_int8': dict(runtime='tflite_int8', static_shapes=True,
+                        jit_dense_stages=False),
+}
+
+
+@pytest.fixture(params=list(RUNTIMES))
+def runtime(request):
+    """Overrides selecting each runtime's post-processing."""
+    return RUNTIMES[request.param]
 
 
 def _options(**overrides):
@@ -46,15 +67,23 @@ def _run(inputs, **overrides):
 # ------------------------------------------------------------- parity
 
 
-@pytest.mark.parametrize('static_shapes', [False, True],
-                         ids=['graph', 'xla'])
-@pytest.mark.parametrize('name', NARROW)
-def test_reproduces_deeplab2_exactly(fixtures_dir, name, static_shapes):
+# The int8 TFLite variant unrolls its 400 slots (~20 s to trace): checked on
+# the MobileNet fixture, the model one quantizes.
+PARITY_CASES = [(name, mode) for name in NARROW
+                for mode in ('graph', 'xla', 'onnx')] + [
+                    (NARROW[0], 'tflite_int8')]
+
+
+@pytest.mark.parametrize('name,mode', PARITY_CASES)
+def test_reproduces_deeplab2_exactly(fixtures_dir, name, mode):
     folder = fixtures_dir / 'deeplab2' / name
     config = config_lib.load_config(folder / f'{name}.textproto')
-    processor = tf.function(
-        postprocess.build_postprocessor(config, static_shapes=static_shapes),
-        jit_compile=static_shapes)
+    processor = postprocess.build_postprocessor(
+        config, static_shapes=mode != 'graph')
+    if mode in RUNTIMES:
+        processor = postprocess.PanopticPostProcessor(dataclasses.replace(
+            processor.options, **RUNTIMES[mode]))
+    processor = tf.function(processor, jit_compile=mode == 'xla')
     reference = np.load(folder / 'outputs.npz')
     for suffix in ['', '_b', '_c']:
         outputs = processor({key: tf.constant(reference[key + suffix])
@@ -69,11 +98,11 @@ def test_reproduces_deeplab2_exactly(fixtures_dir, name, static_shapes):
 # ------------------------------------------------------ hand-worked cases
 
 
-def test_empty_heatmap_gives_no_instances():
+def test_empty_heatmap_gives_no_instances(runtime):
     labels = [[[0, 0, 11, 11], [0, 0, 11, 12]]]
     for op_rules in (False, True):
         out = _run(_inputs(labels, np.zeros([1, 2, 4])),
-                   merge_with_tf_op_semantics=op_rules)
+                   merge_with_tf_op_semantics=op_rules, **runtime)
         assert not out['instance_pred'].any()
         assert not out['instance_scores'].any()
         assert not out['instance_center_pred'].any()
@@ -83,12 +112,12 @@ def test_empty_heatmap_gives_no_instances():
         np.testing.assert_array_equal(out['panoptic_pred'][0], expected)
 
 
-def test_one_center_takes_every_thing_pixel():
+def test_one_center_takes_every_thing_pixel(runtime):
     labels = np.full([1, 3, 5], 11)
     labels[0, :, 0] = 0
     heatmap = np.zeros([1, 3, 5])
     heatmap[0, 1, 3] = 0.7
-    out = _run(_inputs(labels, heatmap))
+    out = _run(_inputs(labels, heatmap), **runtime)
     np.testing.assert_array_equal(out['instance_pred'][0],
                                   (labels[0] == 11).astype(int))
     np.testing.assert_allclose(out['instance_scores'][0],
@@ -109,12 +138,12 @@ def test_threshold_is_strict_and_nms_keeps_equal_neighbours():
                                [0, .5, .5, 0, 0, 0, 0, 0, .4])
 
 
-def test_nearest_center_by_offset_and_first_center_wins_ties():
+def test_nearest_center_by_offset_and_first_center_wins_ties(runtime):
     # Centers at x=0 and x=4; pixel x=2 is equidistant: the first center
     # (raster order) wins, as in DeepLab2's argmin.
     heatmap = np.zeros([1, 1, 5])
     heatmap[0, 0, [0, 4]] = [0.5, 0.9]
-    out = _run(_inputs(np.full([1, 1, 5], 12), heatmap))
+    out = _run(_inputs(np.full([1, 1, 5], 12), heatmap), **runtime)
     np.testing.assert_array_equal(out['instance_pred'][0, 0],
                                   [1, 1, 1, 2, 2])
     np.testing.assert_allclose(out['instance_scores'][0, 0],
@@ -122,20 +151,21 @@ def test_nearest_center_by_offset_and_first_center_wins_ties():
     # An offset moves pixel 3 onto the first center.
     offsets = np.zeros([1, 1, 5, 2])
     offsets[0, 0, 3] = [0, -3]
-    out = _run(_inputs(np.full([1, 1, 5], 12), heatmap, offsets))
+    out = _run(_inputs(np.full([1, 1, 5], 12), heatmap, offsets), **runtime)
     np.testing.assert_array_equal(out['instance_pred'][0, 0],
                                   [1, 1, 1, 1, 2])
 
 
-@pytest.mark.parametrize('static_shapes', [False, True])
-def test_keep_k_centers_keeps_those_above_the_kth_score(static_shapes):
+@pytest.mark.parametrize('mode', [{}, {'static_shapes': True},
+                                  RUNTIMES['onnx'], RUNTIMES['tflite_int8']],
+                         ids=['graph', 'static', 'onnx', 'tflite_int8'])
+def test_keep_k_centers_keeps_those_above_the_kth_score(mode):
     heatmap = np.zeros([1, 1, 9])
     heatmap[0, 0, [0, 2, 4, 6, 8]] = [0.3, 0.9, 0.5, 0.5, 0.7]
     labels = np.full([1, 1, 9], 13)
 
     def kept(k):
-        out = _run(_inputs(labels, heatmap), keep_k_centers=k,
-                   static_shapes=static_shapes)
+        out = _run(_inputs(labels, heatmap), keep_k_centers=k, **mode)
         return sorted(set(out['instance_scores'][0, 0].round(2)))
 
     # 5 peaks > k: only scores strictly above the k-th largest survive, so
@@ -145,25 +175,25 @@ def test_keep_k_centers_keeps_those_above_the_kth_score(static_shapes):
     assert kept(5) == [0.3, 0.5, 0.7, 0.9]  # not over the limit: all kept
 
 
-def test_majority_vote_ties_go_to_the_smaller_class():
+def test_majority_vote_ties_go_to_the_smaller_class(runtime):
     # One instance over two 12s and two 11s: class 11.
     labels = [[[12, 11, 12, 11]]]
     heatmap = np.zeros([1, 1, 4])
     heatmap[0, 0, 1] = 0.8
     for op_rules in (False, True):
         out = _run(_inputs(labels, heatmap),
-                   merge_with_tf_op_semantics=op_rules)
+                   merge_with_tf_op_semantics=op_rules, **runtime)
         np.testing.assert_array_equal(out['panoptic_pred'][0, 0],
                                       [11001] * 4)
 
 
-def test_ids_restart_per_class_in_raster_order_of_first_pixels():
+def test_ids_restart_per_class_in_raster_order_of_first_pixels(runtime):
     labels = np.array([[[14, 14, 0, 11, 11, 0, 14, 14, 0, 11]]])
     heatmap = np.zeros([1, 1, 10])
     heatmap[0, 0, [0, 3, 6, 9]] = 0.5
     offsets = np.zeros([1, 1, 10, 2])
     offsets[0, 0, [1, 4, 7]] = [0, -1]
-    out = _run(_inputs(labels, heatmap, offsets))
+    out = _run(_inputs(labels, heatmap, offsets), **runtime)
     np.testing.assert_array_equal(
         out['panoptic_pred'][0, 0],
         [14001, 14001, 0, 11001, 11001, 0, 14002, 14002, 0, 11002])
@@ -175,11 +205,11 @@ def test_ids_restart_per_class_in_raster_order_of_first_pixels():
     (True, 3, False),    # op: area <= limit is void
     (True, 4, True),
 ])
-def test_stuff_area_limit(op_rules, area, kept):
+def test_stuff_area_limit(op_rules, area, kept, runtime):
     labels = np.full([1, 1, 8], 1)
     labels[0, 0, :area] = 5
     out = _run(_inputs(labels, np.zeros([1, 1, 8])), stuff_area_limit=3,
-               merge_with_tf_op_semantics=op_rules)
+               merge_with_tf_op_semantics=op_rules, **runtime)
     np.testing.assert_array_equal(out['panoptic_pred'][0, 0, :area],
                                   [5000 if kept else 255000] * area)
 
@@ -198,16 +228,18 @@ def test_crowd_pixels_without_an_instance():
         np.testing.assert_array_equal(panoptic.numpy()[0, 0], expected)
 
 
-def test_batch_of_three_equals_three_single_calls():
+def test_batch_of_three_equals_three_single_calls(runtime):
     rng = np.random.RandomState(0)
     labels = rng.choice([0, 1, 11, 13], size=[3, 12, 15])
     heatmap = rng.uniform(0, 1, [3, 12, 15]) ** 4
     offsets = rng.normal(0, 3, [3, 12, 15, 2])
     heatmap[1] = 0  # one image without centers
-    batched = _run(_inputs(labels, heatmap, offsets), stuff_area_limit=5)
+    batched = _run(_inputs(labels, heatmap, offsets), stuff_area_limit=5,
+                   **runtime)
     for i in range(3):
         single = _run(_inputs(labels[i:i + 1], heatmap[i:i + 1],
-                              offsets[i:i + 1]), stuff_area_limit=5)
+                              offsets[i:i + 1]), stuff_area_limit=5,
+                      **runtime)
         for key in POST_KEYS:
             np.testing.assert_array_equal(batched[key][i], single[key][0],
                                           err_msg=key)
@@ -273,3 +305,27 @@ def test_build_postprocessor_takes_the_runs_descriptor(tmp_path):
     options = postprocess.build_postprocessor(config).options
     assert (options.thing_class_ids, options.label_divisor,
             options.void_label) == ((1, 3), 64, 9)
+
+
+def test_portable_runtimes_need_static_shapes_and_fixed_slots():
+    with pytest.raises(ValueError, match='needs static shapes'):
+        _options(runtime='onnx')
+    with pytest.raises(ValueError, match='needs static shapes'):
+        _options(runtime='tflite', static_shapes=True,
+                 jit_dense_stages=False, keep_k_centers=0)
+    with pytest.raises(ValueError, match='Unknown post-processing runtime'):
+        _options(runtime='coreml')
+
+
+def test_onnx_scatter_reductions_equal_the_segment_ops():
+    """Worked by hand: segments 0..4 of [7, 3, 5, 3, 9] at ids
+    [2, 0, 2, 4, 0]; segments 1 and 3 are empty (sum 0, min int32 max)."""
+    from deeplab2.model import portable_ops
+    values = tf.constant([7, 3, 5, 3, 9])
+    ids = tf.constant([2, 0, 2, 4, 0])
+    big = np.iinfo(np.int32).max
+    for name, reductions in portable_ops.REDUCTIONS.items():
+        np.testing.assert_array_equal(reductions.sum(values, ids, 5),
+                                      [12, 0, 12, 0, 3], err_msg=name)
+        np.testing.assert_array_equal(reductions.min(values, ids, 5),
+                                      [3, big, 5, big, 3], err_msg=name)
