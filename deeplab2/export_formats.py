@@ -8,16 +8,23 @@ quantized (`serving.QUANTIZATIONS`):
 - float16: weights stored as float16 (half the size), computed in float32.
 - dynamic_range: weights int8, activations quantized on the fly.
 - int8: weights and activations int8 in the network, with activation
-  ranges calibrated on `calibration_images`; post-processing and the
-  softmax stay float32 (int8 probabilities, distances and offsets would
-  change which class and which center wins).
+  ranges calibrated on `calibration_images`. Float32 stay: post-processing
+  (int8 distances and offsets would change which center wins), and the
+  network's last steps, each head's final convolution and the resizing,
+  offset scaling and softmax after it. Quantized there, the upsampled
+  center heatmap is a staircase: each flat top passes the NMS as several
+  centers, which split instances (demo PQ_thing 33 -> 25; float last
+  steps: 34).
 """
+
+import re
 
 import numpy as np
 import tensorflow as tf
 
 from deeplab2 import private_api
 from deeplab2 import serving
+from deeplab2.model import deeplab
 from deeplab2.model import postprocess
 
 # ONNX opset for tf2onnx: 18 has ScatterND with min (post-processing);
@@ -58,22 +65,29 @@ def convert_to_tflite(saved_model_dir, quantize: str | None = None,
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     calibrated = private_api.calibrate_only(converter)
     return private_api.mlir_quantize(
-        calibrated, denylisted_nodes=_postprocessing_tensors(calibrated),
-        denylisted_ops=['SOFTMAX'])
+        calibrated, denylisted_nodes=float_tensors(calibrated))
 
 
-def _postprocessing_tensors(flatbuffer: bytes) -> list[str]:
-    """Names of the post-processing tensors of a TFLite model: those under
-    its name scope in the main graph, and every tensor of the other
-    subgraphs (the grouping's branches; the network has none)."""
+# Name scopes kept float in an int8 export (Keras may suffix them '_1').
+_FLOAT_SCOPES = re.compile(
+    f'^({postprocess.NAME_SCOPE}|{deeplab.OUTPUT_SCOPE}|final_conv)(_\\d+)?$')
+
+
+def float_tensors(flatbuffer: bytes) -> list[str]:
+    """Names of the tensors an int8 export keeps float: every tensor of
+    the subgraphs other than the main one (post-processing's branches; the
+    network has none) and those of the main one under a `_FLOAT_SCOPES`
+    scope."""
     model = private_api.TFLiteModel.InitFromPackedBuf(flatbuffer, 0)
     names = []
     for index, subgraph in enumerate(model.subgraphs):
         for tensor in subgraph.tensors:
             name = tensor.name.decode()
             # A fused op's tensor is named after each op, ';'-separated.
-            scopes = [part.split('/')[0] for part in name.split(';')]
-            if index > 0 or postprocess.NAME_SCOPE in scopes:
+            scopes = {scope for part in name.split(';')
+                      for scope in part.split('/')}
+            if index > 0 or any(_FLOAT_SCOPES.match(scope)
+                                for scope in scopes):
                 names.append(name)
     return names
 

@@ -13,6 +13,9 @@ import tensorflow as tf
 from deeplab2 import common
 from deeplab2.model import resize
 
+# The name scope of the predictions' resizing, scaling and softmax.
+OUTPUT_SCOPE = 'network_outputs'
+
 
 # Serializable by name so get_config/from_config round-trip the whole model.
 @keras.saving.register_keras_serializable(package="deeplab2")
@@ -38,6 +41,11 @@ class DeepLab(keras.Model):
         predictions = self.decoder(self.encoder(normalized, training=training),
                                    training=training)
         size = _spatial_size(images) if output_size is None else output_size
+        # Named: an int8 TFLite export keeps these ops float.
+        with tf.name_scope(OUTPUT_SCOPE):
+            return self._resized_outputs(predictions, size, training)
+
+    def _resized_outputs(self, predictions, size, training):
         outputs = {}
         for key, value in predictions.items():
             value = tf.cast(value, tf.float32)

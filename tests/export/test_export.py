@@ -22,6 +22,9 @@ from deeplab2 import serving as contract  # noqa: E402
 
 NAME = 'mobilenet_v3_small_os16_narrow'
 OPTIONS = export.ExportOptions(include_network_outputs=True)
+# --nowith_postprocessing: the network outputs at any size (the whole
+# pipeline at a fixed size is tests/export/test_converted.py's).
+_NETWORK_ONLY = export.ExportOptions(with_postprocessing=False)
 FLOAT_KEYS = ('semantic_logits', 'semantic_probs', 'center_heatmap',
               'offset_map', 'instance_center_pred', 'instance_scores')
 MAP_KEYS = ('panoptic_pred', 'semantic_pred', 'instance_pred')
@@ -305,22 +308,22 @@ def test_file_formats_are_staged_and_replace_only_with_overwrite(
     monkeypatch.setattr(export, 'convert_to_onnx', fail)
     with pytest.raises(RuntimeError, match='converter crashed'):
         export.export_model(narrow.config, narrow.model,
-                            tmp_path / 'model.onnx', 'onnx')
+                            tmp_path / 'model.onnx', 'onnx', _NETWORK_ONLY)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(export, 'convert_to_onnx', lambda module: b'onnx 1')
     target = tmp_path / 'model.onnx'
-    export.export_model(narrow.config, narrow.model, target, 'onnx')
+    export.export_model(narrow.config, narrow.model, target, 'onnx', _NETWORK_ONLY)
     monkeypatch.setattr(export, 'convert_to_onnx', lambda module: b'onnx 2')
     with pytest.raises(FileExistsError, match='model.onnx exists'):
-        export.export_model(narrow.config, narrow.model, target, 'onnx')
+        export.export_model(narrow.config, narrow.model, target, 'onnx', _NETWORK_ONLY)
     assert target.read_bytes() == b'onnx 1'
     (tmp_path / f'.model.onnx.staging-{"ef" * 16}').write_bytes(b'killed')
     export.export_model(narrow.config, narrow.model, target, 'onnx',
-                        overwrite=True)
+                        _NETWORK_ONLY, overwrite=True)
     assert target.read_bytes() == b'onnx 2'
     (tmp_path / 'empty.onnx').mkdir()
     export.export_model(narrow.config, narrow.model, tmp_path / 'empty.onnx',
-                        'onnx', overwrite=True)
+                        'onnx', _NETWORK_ONLY, overwrite=True)
     assert (tmp_path / 'empty.onnx').read_bytes() == b'onnx 2'
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'empty.onnx', 'model.onnx']
@@ -342,13 +345,7 @@ def test_fixed_input_size_is_in_the_signature(narrow):
                                                    'PNG')))
 
 
-def test_converted_formats_refuse_postprocessing(narrow, tmp_path):
-    options = export.ExportOptions(with_postprocessing=True)
-    for export_format in ('tflite', 'onnx'):
-        with pytest.raises(ValueError, match='network outputs only'):
-            export.export_model(narrow.config, narrow.model,
-                                tmp_path / f'model.{export_format}',
-                                export_format, options)
+def test_unknown_format_is_refused(narrow, tmp_path):
     with pytest.raises(ValueError, match='Unknown export format'):
         export.export_model(narrow.config, narrow.model, tmp_path / 'm',
                             'torchscript')
@@ -390,7 +387,8 @@ def _assert_network_outputs_close(actual, serving_outputs, context):
 def test_tflite_matches_saved_model_network_outputs(narrow, serving,
                                                     tmp_path):
     path = export.export_model(narrow.config, narrow.model,
-                               tmp_path / 'model.tflite', 'tflite')
+                               tmp_path / 'model.tflite', 'tflite',
+                               _NETWORK_ONLY)
     interpreter = tf.lite.Interpreter(model_path=path)
     runner = interpreter.get_signature_runner(contract.DEFAULT_SIGNATURE)
     for suffix in ['', '_b']:  # dynamic size: two input sizes
@@ -402,7 +400,8 @@ def test_tflite_matches_saved_model_network_outputs(narrow, serving,
 def test_onnx_matches_saved_model_network_outputs(narrow, serving, tmp_path):
     import onnxruntime  # the dev extra installs it (and tf2onnx)
     path = export.export_model(narrow.config, narrow.model,
-                               tmp_path / 'model.onnx', 'onnx')
+                               tmp_path / 'model.onnx', 'onnx',
+                               _NETWORK_ONLY)
     session = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
     (images,) = session.get_inputs()
