@@ -145,6 +145,9 @@ def export_model(config, model, output_path, export_format='saved_model',
                               'overwrite=True (--overwrite).')
     _check_replaceable(output_path)
     options = _format_options(export_format, options)
+    if options.quantize == 'int8' and not calibration_images:
+        raise ValueError('int8 quantization needs calibration images '
+                         '(--calibration_file_pattern).')
     runtime = {'saved_model': 'tensorflow', 'onnx': 'onnx'}.get(
         export_format,
         'tflite_int8' if options.quantize == 'int8' else 'tflite')

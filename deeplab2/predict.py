@@ -13,7 +13,9 @@ semantic-only dataset is refused (`builder.check_model_suits_dataset`).
 
 Images run at their own size, never resized or padded: the ASPP image
 pooling is global (deeplab2.model.decoder.aspp), so any size works, and an
-image of exactly the eval crop size gives what the evaluator computes. The
+image of exactly the eval crop size gives what the evaluator computes. A
+.tflite or .onnx export takes only the size it was exported at, and says
+so (deeplab2.runtimes). The
 config is needed with either back-end for the label space (divisor, void
 label, class names, palette).
 
