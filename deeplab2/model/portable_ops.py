@@ -80,10 +80,12 @@ def group_pixels_by_center_loop(offset_map, is_thing, centers_yx,
     the number of centers.
     """
     shape = tf.shape(offset_map)
-    grid_y, grid_x = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]),
-                                 indexing='ij')
-    point_y = tf.cast(grid_y, tf.float32)[None] + offset_map[..., 0]
-    point_x = tf.cast(grid_x, tf.float32)[None] + offset_map[..., 1]
+    # Rows and columns broadcast against the offsets at run time: a full
+    # [H, W] grid would be folded into the file as a constant.
+    rows = tf.cast(tf.range(shape[1]), tf.float32)[None, :, None]
+    columns = tf.cast(tf.range(shape[2]), tf.float32)[None, None, :]
+    point_y = rows + offset_map[..., 0]
+    point_x = columns + offset_map[..., 1]
     # Valid slots come first: slots from here on are invalid everywhere.
     num_slots = tf.reduce_max(tf.reduce_sum(
         tf.cast(centers_valid, tf.int32), axis=1))
@@ -99,9 +101,12 @@ def group_pixels_by_center_loop(offset_map, is_thing, centers_yx,
                 tf.where(closer, slot, nearest))
 
     # The largest float, not inf: inside an ONNX Loop or If, tf2onnx can
-    # lower the select to arithmetic, where inf * 0 is NaN.
-    best_distance = tf.fill(tf.shape(point_y), tf.float32.max)
-    nearest = tf.zeros_like(point_y, tf.int32)
+    # lower the select to arithmetic, where inf * 0 is NaN. Both start
+    # values are computed from the points (max(p, FLT_MAX) is FLT_MAX, and
+    # p < -FLT_MAX is never true), so that neither is stored in the file
+    # as an [H, W] constant.
+    best_distance = tf.maximum(point_y, tf.float32.max)
+    nearest = tf.cast(point_y < -tf.float32.max, tf.int32)
     if not loop_free:
         _, _, nearest = tf.while_loop(
             lambda slot, *_: slot < num_slots,

@@ -320,17 +320,29 @@ def _instance_votes(semantic, instance, member, num_classes, num_instances,
     segment = tf.where(member, segment, outside)
     segment = tf.reshape(segment, [-1])
     counts = reductions.sum(
-        tf.ones_like(segment), segment * num_classes + tf.reshape(semantic,
-                                                                  [-1]),
+        _ones_at_run_time(segment),
+        segment * num_classes + tf.reshape(semantic, [-1]),
         (outside + 1) * num_classes)
     votes = tf.reshape(counts[:outside * num_classes],
                        [batch, slots, num_classes])
-    pixels = tf.shape(semantic)[1] * tf.shape(semantic)[2]
-    flat_index = tf.reshape(tf.range(pixels), tf.shape(semantic)[1:])
+    # Each pixel's raster index, broadcast from a column of row starts at
+    # run time (a run-time zero taken from the labels, which are >= 0):
+    # an [H, W] index would be folded into a TFLite file as a constant.
+    height, width = tf.shape(semantic)[1], tf.shape(semantic)[2]
+    zero = tf.minimum(tf.reduce_min(semantic), 0)
+    row_start = (tf.range(height)[None, :, None] + zero) * width
+    flat_index = row_start + tf.range(width)[None, None, :]
     first = reductions.min(
         tf.reshape(tf.broadcast_to(flat_index, tf.shape(semantic)), [-1]),
         segment, outside + 1)
     return votes, tf.reshape(first[:outside], [batch, slots])
+
+
+def _ones_at_run_time(segment):
+    """Ones shaped like `segment` (ids >= 0), computed from it: a TFLite
+    converter stores `tf.ones_like` of a static shape as a constant, one
+    value per pixel in the file."""
+    return tf.cast(segment >= 0, segment.dtype)
 
 
 def _stuff_values(semantic, stuff, num_classes, options, reductions):
@@ -341,7 +353,7 @@ def _stuff_values(semantic, stuff, num_classes, options, reductions):
     segment = tf.reshape(tf.where(stuff, image * num_classes + semantic,
                                   batch * num_classes), [-1])
     area = reductions.sum(
-        tf.ones_like(segment), segment, batch * num_classes + 1)[:-1]
+        _ones_at_run_time(segment), segment, batch * num_classes + 1)[:-1]
     area = tf.reshape(area, [batch, num_classes])
     limit = options.stuff_area_limit
     if not options.merge_with_tf_op_semantics:
