@@ -36,13 +36,7 @@ def evaluate_export(config_file, model_path, overrides=(),
     except ValueError as error:
         raise ValueError(f'{config_file}: {error}') from None
     predictor = Predictor.from_export(model_path, num_threads)
-    field = 'eval_dataset_options'
-    files = input_pipeline.resolve_files(dataset_options, field,
-                                         is_training=False,
-                                         descriptor=descriptor)
-    dataset = input_pipeline.build_dataset(
-        dataset_options, is_training=False, field=field, files=files,
-        descriptor=descriptor)
+    files, dataset = input_pipeline.build_eval_dataset(config, descriptor)
 
     def predict(images):
         return predictor(np.round(np.clip(images, 0, 255)).astype(np.uint8))

@@ -153,6 +153,20 @@ def build_dataset(dataset_options, is_training: bool,
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def build_eval_dataset(config, descriptor: datasets.DatasetDescriptor
+                       ) -> tuple[list[str], tf.data.Dataset]:
+    """(files, dataset) of one pass over `config.eval_dataset_options`, as
+    every evaluation reads them (the runner's eval, evaluate_export); the
+    files name the culprit in `explained_read_errors`."""
+    dataset_options = config.eval_dataset_options
+    field = 'eval_dataset_options'
+    files = resolve_files(dataset_options, field, is_training=False,
+                          descriptor=descriptor)
+    return files, build_dataset(dataset_options, is_training=False,
+                                field=field, files=files,
+                                descriptor=descriptor)
+
+
 def find_corrupt_files(files) -> list[tuple[str, str]]:
     """(file, error) for every TFRecord file that cannot be read to the end.
 

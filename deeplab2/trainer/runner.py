@@ -294,15 +294,8 @@ def _current_learning_rate(optimizer) -> float:
 
 
 def _evaluate(config, session, strategy, model_dir) -> dict:
-    dataset_options = config.eval_dataset_options
     descriptor = session.eval_dataset
-    field = 'eval_dataset_options'
-    files = input_pipeline.resolve_files(dataset_options, field,
-                                         is_training=False,
-                                         descriptor=descriptor)
-    dataset = input_pipeline.build_dataset(
-        dataset_options, is_training=False, field=field, files=files,
-        descriptor=descriptor)
+    files, dataset = input_pipeline.build_eval_dataset(config, descriptor)
     inference = inference_lib.build_inference(config, session.model,
                                               descriptor=descriptor)
     evaluator = evaluator_lib.Evaluator(strategy, inference, descriptor)
