@@ -72,13 +72,15 @@ def load(path, num_threads: int | None = None) -> ExportedFile:
       ImportError: the runtime is not installed (with the pip command).
     """
     path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f'{path} not found (expected a .tflite or .onnx file, or a '
+            'SavedModel folder).')
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SUFFIXES:
         raise ValueError(
             f'{path}: unknown model file type {suffix or "(no suffix)"!r}; '
             f'expected {" or ".join(SUFFIXES)} (or a SavedModel folder).')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Model file {path} not found.')
     if SUFFIXES[suffix] == 'litert':
         return _load_litert(path, num_threads)
     return _load_onnx(path, num_threads)

@@ -22,6 +22,8 @@ TENSORFLOW_FREE = ('deeplab2', *SUBPACKAGES, 'deeplab2.serving',
                    'deeplab2.evaluation.coco_panoptic_format',
                    'deeplab2.data.datasets', 'deeplab2.files',
                    'deeplab2.progress', 'deeplab2.panoptic_png',
+                   # Runs exported files where TensorFlow is not installed.
+                   'deeplab2.runtimes',
                    # What converter worker processes import.
                    'deeplab2.data.conversion',
                    'deeplab2.data.conversion_flags',

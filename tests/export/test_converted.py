@@ -416,6 +416,7 @@ def test_bad_files_and_inputs_get_clear_errors(converted, tmp_path):
     fixture = converted(NARROW[0])
     with pytest.raises(FileNotFoundError, match='missing.tflite not found'):
         runtimes.load(tmp_path / 'missing.tflite')
+    (tmp_path / 'model.pt').write_bytes(b'torch')
     with pytest.raises(ValueError, match=r"unknown model file type '\.pt'"):
         runtimes.load(tmp_path / 'model.pt')
     for suffix in ('.tflite', '.onnx'):
