@@ -1,5 +1,6 @@
 """Benchmarks, printed (and optionally written) as JSON. Every figure is a
-median over --runs timed runs after --warmup untimed ones.
+median over --runs timed runs after --warmup untimed ones; `host` names
+the CPU and its bfloat16 flags (deeplab2/benchmarks/host.py).
 
   # Network forward (no post-processing) and build time:
   python scripts/benchmark.py network \
@@ -138,7 +139,9 @@ BENCHMARKS = {'network': _network, 'postprocess': _postprocess,
 def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHMARKS:
         raise app.UsageError(f'Name one benchmark: {", ".join(BENCHMARKS)}')
-    text = json.dumps({argv[1]: BENCHMARKS[argv[1]]()}, indent=2)
+    from deeplab2.benchmarks import host
+    text = json.dumps({argv[1]: BENCHMARKS[argv[1]](),
+                       'host': host.describe()}, indent=2)
     print(text)
     if _OUTPUT.value:
         with open(_OUTPUT.value, 'w') as f:

@@ -25,6 +25,8 @@ def test_eval_writes_the_printed_json(tmp_path, repo_root):
     assert result.returncode == 0, result.stderr[-2000:]
     written = json.loads(output.read_text())
     assert written == json.loads(result.stdout)
+    assert set(written['host']) == {'cpu_model', 'cpu_flags_bf16',
+                                    'cpu_count'}
     [run] = written['eval']
     assert (run['images'], run['size']) == (1, [65, 129])
     assert len(run['ours_in_memory_runs_s']) == 1
