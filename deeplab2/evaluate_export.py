@@ -30,11 +30,7 @@ def evaluate_export(config_file, model_path, overrides=(),
     model_path on the config's eval dataset (eval_steps batches; default:
     the config's evaluator_options.eval_steps, -1 for all)."""
     config = config_lib.load_config(str(config_file), list(overrides))
-    dataset_options = config.eval_dataset_options
-    try:
-        descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
-    except ValueError as error:
-        raise ValueError(f'{config_file}: {error}') from None
+    descriptor = datasets.eval_dataset_descriptor(config, config_file)
     predictor = Predictor.from_export(model_path, num_threads)
     files, dataset = input_pipeline.build_eval_dataset(config, descriptor)
 

@@ -109,11 +109,7 @@ def run(config_file: str, input_pattern: str, output_dir: str,
         semantic-only dataset (before images are searched or the model
         built)."""
     config = config_lib.load_config(config_file, config_overrides)
-    try:
-        descriptor = datasets.get_dataset_descriptor(
-            config.eval_dataset_options.dataset)
-    except ValueError as error:
-        raise ValueError(f'{config_file}: {error}') from None
+    descriptor = datasets.eval_dataset_descriptor(config, config_file)
     builder.check_model_suits_dataset(config, 'eval_dataset_options',
                                       descriptor)
     # Find the images first: a wrong glob should fail before model loading.

@@ -155,6 +155,16 @@ def get_dataset_descriptor(name: str) -> DatasetDescriptor:
             f'datasets: {known}.') from None
 
 
+def eval_dataset_descriptor(config, config_name) -> DatasetDescriptor:
+    """The descriptor of `config.eval_dataset_options.dataset`; a bad name
+    or spec fails with an error prefixed by config_name (the config file),
+    so the user knows which file to fix."""
+    try:
+        return get_dataset_descriptor(config.eval_dataset_options.dataset)
+    except ValueError as error:
+        raise ValueError(f'{config_name}: {error}') from None
+
+
 @functools.lru_cache(maxsize=16)
 def _load_spec(path: str, modified_ns: int) -> DatasetDescriptor:
     """One parse per spec file version (the modification time is part of

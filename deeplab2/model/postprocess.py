@@ -326,10 +326,10 @@ def _instance_votes(semantic, instance, member, num_classes, num_instances,
     votes = tf.reshape(counts[:outside * num_classes],
                        [batch, slots, num_classes])
     # Each pixel's raster index, broadcast from a column of row starts at
-    # run time (a run-time zero taken from the labels, which are >= 0):
+    # run time (zeros taken from the labels' first column, which are >= 0):
     # an [H, W] index would be folded into a TFLite file as a constant.
     height, width = tf.shape(semantic)[1], tf.shape(semantic)[2]
-    zero = tf.minimum(tf.reduce_min(semantic), 0)
+    zero = tf.minimum(semantic[:, :, :1], 0)
     row_start = (tf.range(height)[None, :, None] + zero) * width
     flat_index = row_start + tf.range(width)[None, None, :]
     first = reductions.min(
