@@ -8,8 +8,10 @@ the CPU and its bfloat16 flags (deeplab2/benchmarks/host.py).
     --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto \
     --height=513 --width=1025
   # Post-processing of the outputs a perfect model would give for a
-  # synthetic 1025x2049 street scene (~60 things), batch 1 and 4:
+  # synthetic 1025x2049 street scene (~60 things), batch 1 and 4; and on
+  # scenes of exactly 60, 200 and 400 instances:
   python scripts/benchmark.py postprocess --batch_sizes=1,4
+  python scripts/benchmark.py postprocess --num_instances=60,200,400
   # Input pipeline throughput and peak RSS, training (without and with
   # DeepLab2's AutoAugment policy) and eval, on synthetic 1024x2048 street
   # scenes as PNG examples (batch 2, crop 1025x2049, scale 0.5-2.0, flip):
@@ -56,6 +58,10 @@ _RUNTIMES = flags.DEFINE_list(
 _NUM_THREADS = flags.DEFINE_integer(
     'num_threads', None, 'serve: LiteRT / ONNX Runtime threads (default: '
     'every core).')
+_NUM_INSTANCES = flags.DEFINE_list(
+    'num_instances', None, 'postprocess: one figure per count, each on a '
+    'scene of exactly that many instances (default: the street scene, '
+    '~60 things).')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 50,
                                    'eval: number of synthetic predictions.')
 
@@ -89,7 +95,8 @@ def _postprocess():
     return [result for path in _CONFIG_FILES.value
             for result in postprocess.postprocess(
                 path, *_size(1025, 2049), batch_sizes=_batch_sizes(),
-                runs=_RUNS.value, warmup=_WARMUP.value)]
+                runs=_RUNS.value, warmup=_WARMUP.value,
+                num_instances=[int(n) for n in _NUM_INSTANCES.value or []])]
 
 
 def _input():

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from deeplab2 import common
 from deeplab2.data import datasets
+from deeplab2.model import nearest_center
 from deeplab2.model import portable_ops
 
 # The name scope of every post-processing op.
@@ -167,61 +168,34 @@ def select_centers(center_map, keep_k_centers: int,
     return Centers(yx=yx, scores=scores, valid=valid)
 
 
-def _nearest(points, centers_yx, valid):
-    """[P, 2] points, [K, 2] centers, [K] valid -> [P] int32 index of the
-    nearest valid center (first on ties).
-
-    The float operations are DeepLab2's (tf.norm of center - point), so the
-    same pixels tie and break the same way.
-    """
-    delta_y = centers_yx[None, :, 0] - points[:, 0:1]
-    delta_x = centers_yx[None, :, 1] - points[:, 1:2]
-    distance = tf.sqrt(delta_y * delta_y + delta_x * delta_x)
-    distance = tf.where(valid[None, :], distance, float('inf'))
-    return tf.argmin(distance, axis=1, output_type=tf.int32)
-
-
-# The distance kernel as one fused XLA loop (the unfused TF ops make ~8
-# passes over the pixels x centers block). Shapes are static per call: a
-# block of _POINT_BLOCK points against centers padded to _CENTER_BUCKET.
-_nearest_fused = tf.function(lambda points, centers, valid: _nearest(
-    points, centers, valid), jit_compile=True, reduce_retracing=True)
-_POINT_BLOCK = 1 << 14
-_CENTER_BUCKET = 64
-
-
-def _nearest_in_blocks(points, centers_yx, valid, block, fused=False):
-    """_nearest over points in blocks of `block` rows (bounded memory)."""
+def _nearest_in_blocks(points, centers_yx, valid, block):
+    """Brute-force nearest center over points in blocks of `block` rows
+    (bounded memory)."""
     count = tf.shape(points)[0]
     padded = tf.pad(points, [[0, (-count) % block], [0, 0]])
     blocks = tf.reshape(padded, [-1, block, 2])
-    kernel = _nearest_fused if fused else _nearest
-    nearest = tf.map_fn(lambda p: kernel(p, centers_yx, valid), blocks,
-                        fn_output_signature=tf.int32)
+    nearest = tf.map_fn(
+        lambda p: nearest_center.brute_force(p, centers_yx, valid), blocks,
+        fn_output_signature=tf.int32)
     return tf.reshape(nearest, [-1])[:count]
 
 
 def _group_image_dynamic(offsets, is_thing, centers_yx, valid, fused=True):
-    """One image: only thing pixels, only as many centers as are valid
-    (rounded up to a bucket, so few kernel shapes get compiled). fused: the
-    XLA distance kernel (off for runtimes without XLA)."""
+    """One image: only thing pixels, against only the valid centers that
+    can be nearest (nearest_center: a cost flat in the center count).
+    fused: the XLA distance kernel (off for runtimes without XLA)."""
     num_centers = tf.reduce_sum(tf.cast(valid, tf.int32))
-    slots = tf.minimum(tf.shape(valid)[0],
-                       -(-num_centers // _CENTER_BUCKET) * _CENTER_BUCKET)
-    centers_yx, valid = centers_yx[:slots], valid[:slots]
-    padding = (-slots) % _CENTER_BUCKET
-    centers_yx = tf.pad(centers_yx, [[0, padding], [0, 0]])
-    valid = tf.pad(valid, [[0, padding]])
+    height, width = tf.shape(is_thing)[0], tf.shape(is_thing)[1]
 
     def nearest_of_thing_pixels():
         coords = tf.cast(tf.where(is_thing), tf.int32)
         points = tf.cast(coords, tf.float32) + tf.gather_nd(offsets, coords)
-        nearest = _nearest_in_blocks(points, centers_yx, valid, _POINT_BLOCK,
-                                     fused=fused)
+        # Valid slots come first, so slot indices are center indices.
+        nearest = nearest_center.nearest(points, centers_yx[:num_centers],
+                                         height, width, fused=fused)
         # A segment max is a scatter here (one value per pixel) and several
         # times faster than scatter_nd; non-thing pixels get INT_MIN, which
         # group_pixels masks out.
-        width = tf.shape(is_thing)[1]
         scattered = tf.math.unsorted_segment_max(
             nearest, coords[:, 0] * width + coords[:, 1],
             tf.size(is_thing))

@@ -56,12 +56,22 @@ def test_postprocess_finds_every_thing_of_the_scene(repo_root):
     assert [r['input_shape'] for r in results] == [[1, 129, 257],
                                                    [2, 129, 257]]
     for result in results:
-        assert set(result) == {'config', 'input_shape', 'device', 'timing',
-                               'peak_extra_memory_bytes', 'instances'}
+        assert set(result) == {'config', 'input_shape', 'device', 'scene',
+                               'timing', 'peak_extra_memory_bytes',
+                               'instances'}
+        assert result['scene'] == 'street'
         assert result['instances'] == expected
         _check_timing(result['timing'])
         # Bytes: inputs of 129x257 need megabytes, not gigabytes.
         assert result['peak_extra_memory_bytes'] < 2**31
+
+
+def test_postprocess_by_instance_count_finds_each_count(repo_root):
+    results = postprocess.postprocess(str(repo_root / _RESNET_CONFIG), 129,
+                                      257, batch_sizes=(1,), runs=1,
+                                      warmup=0, num_instances=(3, 70))
+    assert [(r['scene'], r['instances']) for r in results] == [
+        ('crowded', 3), ('crowded', 70)]
 
 
 def test_input_benchmark_with_autoaugment(tmp_path):

@@ -1,6 +1,7 @@
 """Benchmark inputs from the synthetic scenes, on hand-worked maps."""
 
 import numpy as np
+import pytest
 
 from deeplab2.benchmarks import scenes
 from deeplab2.data import synthetic_scene
@@ -90,3 +91,27 @@ def test_tfrecords_hold_the_scenes(tmp_path):
     for index in range(3):
         np.testing.assert_array_equal(labels[f'synthetic_{index:06d}'],
                                       scenes.scene(5 + index, 40, 60)[1])
+
+
+@pytest.mark.parametrize('count', [1, 7, 60])
+def test_crowded_scene_has_exactly_the_instances_asked_for(count):
+    panoptic = scenes.crowded_scene(129, 257, count)
+    segments = scenes.thing_segments(panoptic)
+    assert len(segments) == count
+    assert all(segment % scenes.DIVISOR for segment in segments)
+    # Each instance is one box (one connected piece): its pixel count is
+    # its bounding box's area.
+    for segment in segments:
+        ys, xs = np.nonzero(panoptic == segment)
+        assert len(ys) == (np.ptp(ys) + 1) * (np.ptp(xs) + 1)
+
+
+def test_crowded_scene_keeps_its_thing_area_whatever_the_count():
+    areas = [np.isin(scenes.crowded_scene(257, 513, n) // scenes.DIVISOR,
+                     scenes.THING_CLASSES).mean() for n in (10, 100)]
+    assert 0.2 < min(areas) and max(areas) < 0.4
+
+
+def test_crowded_scene_refuses_more_instances_than_fit():
+    with pytest.raises(ValueError, match='500 instances do not fit'):
+        scenes.crowded_scene(20, 40, 500)
