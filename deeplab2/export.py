@@ -32,6 +32,7 @@ from deeplab2.data import tfrecord
 from deeplab2.export_formats import convert_to_onnx
 from deeplab2.export_formats import convert_to_tflite
 from deeplab2.model import builder
+from deeplab2.model import precision as precision_lib
 from deeplab2.serving_module import ExportOptions
 from deeplab2.serving_module import ServingModule
 from deeplab2.serving_module import build_predict_fn
@@ -45,13 +46,15 @@ from deeplab2.serving import QUANTIZATIONS
 _SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
 
 
-def load_model(config, checkpoint_path, expected: str = ''):
-    """The config's model with a checkpoint's weights (ours or DeepLab2's).
+def load_model(config, checkpoint_path, expected: str = '',
+               precision: str | None = None):
+    """The config's model with a checkpoint's weights (ours or DeepLab2's),
+    computing in `precision` (model/precision.py; None: the global policy).
 
     checkpoint_path None keeps the random initial weights (benchmarks);
     the command line always asks for a checkpoint.
     """
-    model = builder.build_model(config)
+    model = builder.build_model(config, precision=precision)
     if checkpoint_path is not None:
         summary = checkpoint_lib.restore_checkpoint(model, checkpoint_path,
                                                     expected=expected)
@@ -64,12 +67,15 @@ def export_from_config(config_file, checkpoint_path, output_path,
                        options: ExportOptions = ExportOptions(),
                        overrides=(), overwrite: bool = False,
                        calibration_file_pattern: str | None = None,
-                       calibration_images: int = 100) -> str:
+                       calibration_images: int = 100,
+                       precision: str | None = None) -> str:
     """What scripts/export_model.py runs: config file (+ overrides) and a
     checkpoint -> an export at output_path. An int8 export calibrates on
     the first `calibration_images` images of the records matching
-    `calibration_file_pattern`."""
+    `calibration_file_pattern`. precision: the network's compute type
+    (model/precision.py); bfloat16 is for SavedModels."""
     config = config_lib.load_config(str(config_file), list(overrides))
+    _check_precision(export_format, precision)
     images = None
     if options.quantize == 'int8':
         _format_options(export_format, options)  # fail before reading
@@ -82,7 +88,8 @@ def export_from_config(config_file, checkpoint_path, output_path,
         config.eval_dataset_options.dataset)
     builder.check_model_suits_dataset(config, 'eval_dataset_options',
                                       descriptor)
-    model = load_model(config, checkpoint_path, expected=str(config_file))
+    model = load_model(config, checkpoint_path, expected=str(config_file),
+                       precision=precision)
     return export_model(config, model, output_path, export_format, options,
                         overwrite=overwrite, descriptor=descriptor,
                         calibration_images=images)
@@ -145,6 +152,7 @@ def export_model(config, model, output_path, export_format='saved_model',
                               'overwrite=True (--overwrite).')
     _check_replaceable(output_path)
     options = _format_options(export_format, options)
+    _check_precision(export_format, precision_lib.of_model(model))
     if options.quantize == 'int8' and not calibration_images:
         raise ValueError('int8 quantization needs calibration images '
                          '(--calibration_file_pattern).')
@@ -213,6 +221,17 @@ def _format_options(export_format: str, options: ExportOptions
             'images it will take), or --nowith_postprocessing for the '
             'network outputs at any size.')
     return options
+
+
+def _check_precision(export_format: str, precision: str | None):
+    """bfloat16 (or float16) compute goes into SavedModels only: LiteRT and
+    ONNX Runtime have no bfloat16 convolutions on CPU; TFLite has
+    --quantize for smaller types."""
+    if precision in (None, 'float32') or export_format == 'saved_model':
+        return
+    raise ValueError(f'--precision={precision} is for --format=saved_model; '
+                     f'--format={export_format} computes in float32 (see '
+                     '--quantize for TFLite).')
 
 
 def _check_replaceable(output_path: pathlib.Path):

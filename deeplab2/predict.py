@@ -98,11 +98,13 @@ def run(config_file: str, input_pattern: str, output_dir: str,
         checkpoint_path: Optional[str] = None,
         exported: Optional[str] = None,
         config_overrides: Iterable[str] = (),
-        progress: Optional[progress_lib.Progress] = None) -> PredictResult:
+        progress: Optional[progress_lib.Progress] = None,
+        precision: Optional[str] = None) -> PredictResult:
     """What scripts/predict.py does: config -> back-end -> every image.
 
     The eval dataset (built-in or a spec file) is looked up once; its
-    descriptor names the classes and drives post-processing.
+    descriptor names the classes and drives post-processing. precision:
+    the checkpoint model's (model/precision.py).
 
     Raises:
       ConfigError: among others, a model with an instance branch on a
@@ -116,6 +118,6 @@ def run(config_file: str, input_pattern: str, output_dir: str,
     image_paths = find_images(input_pattern, exclude_dir=output_dir)
     backend = build_predictor(config, checkpoint_path, exported,
                               config_name=str(config_file),
-                              descriptor=descriptor)
+                              descriptor=descriptor, precision=precision)
     return predict_images(backend, descriptor, image_paths, output_dir,
                           progress)

@@ -58,8 +58,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, config_or_path, checkpoint, overrides=(),
-                        config_name: str = '',
-                        descriptor=None) -> 'Predictor':
+                        config_name: str = '', descriptor=None,
+                        precision: Optional[str] = None) -> 'Predictor':
         """The model of a config (an ExperimentOptions, or a textproto path
         with `overrides`) with weights from a checkpoint: ours or
         DeepLab2's, a prefix, a folder or a model-zoo .tar.gz.
@@ -67,14 +67,15 @@ class Predictor:
         config_name names the config in a mismatch error (default: the
         path, when one is given). descriptor: the eval dataset's
         DatasetDescriptor when the caller has looked it up (default: looked
-        up from the config).
+        up from the config). precision: 'float32' or 'bfloat16'
+        (model/precision.py; None: the global Keras policy).
         """
         if isinstance(config_or_path, (str, os.PathLike)):
             config = config_lib.load_config(config_or_path, list(overrides))
             config_name = config_name or str(config_or_path)
         else:
             config = config_or_path
-        model = builder.build_model(config)
+        model = builder.build_model(config, precision=precision)
         checkpoint_lib.restore_checkpoint(model, str(checkpoint),
                                           expected=config_name)
         # One trace for every batch and size: the shape is left unknown.
@@ -187,15 +188,23 @@ def _check_prediction_outputs(outputs, what: str) -> None:
 
 def build_predictor(config, checkpoint_path: Optional[str] = None,
                     exported: Optional[str] = None,
-                    config_name: str = '', descriptor=None) -> Predictor:
+                    config_name: str = '', descriptor=None,
+                    precision: Optional[str] = None) -> Predictor:
     """From exactly one of `checkpoint_path` and `exported` (a SavedModel
-    folder, .tflite or .onnx file; `descriptor`: see
-    `Predictor.from_checkpoint`)."""
+    folder, .tflite or .onnx file; `descriptor`, `precision`: see
+    `Predictor.from_checkpoint`; an export computes in the precision it
+    was exported in)."""
     if bool(checkpoint_path) == bool(exported):
         raise ValueError('Give exactly one of checkpoint_path and exported '
                          f'(got {checkpoint_path!r} and {exported!r}).')
     if exported:
+        if precision not in (None, 'float32'):
+            raise ValueError(f'precision {precision!r} applies to a '
+                             'checkpoint; an export computes in the precision '
+                             'it was exported with (scripts/export_model.py '
+                             '--precision).')
         return Predictor.from_export(exported)
     return Predictor.from_checkpoint(config, checkpoint_path,
                                      config_name=config_name,
-                                     descriptor=descriptor)
+                                     descriptor=descriptor,
+                                     precision=precision)

@@ -1,12 +1,13 @@
 """Benchmarks, printed (and optionally written) as JSON. Every figure is a
-median over --runs timed runs after --warmup untimed ones; `host` names
-the CPU and its bfloat16 flags (deeplab2/benchmarks/host.py).
+median over --runs timed runs after --warmup untimed ones and says the
+precision it was computed in; `host` names the CPU and its bfloat16 flags
+(deeplab2/host.py): compare figures from one host only.
 
   # Network forward (no post-processing) and build time:
   python scripts/benchmark.py network \
     --config_file=configs/cityscapes/panoptic_deeplab/mobilenet_v3_small_os16.textproto \
     --config_file=configs/cityscapes/panoptic_deeplab/resnet50_os32.textproto \
-    --height=513 --width=1025
+    --height=513 --width=1025 --precision=float32,bfloat16
   # Post-processing of the outputs a perfect model would give for a
   # synthetic 1025x2049 street scene (~60 things), batch 1 and 4; and on
   # scenes of exactly 60, 200 and 400 instances:
@@ -23,7 +24,8 @@ the CPU and its bfloat16 flags (deeplab2/benchmarks/host.py).
   # files:
   python scripts/benchmark.py eval --num_images=50
   # Exported model latency end to end (uint8 image -> panoptic maps) on
-  # each runtime: SavedModel, LiteRT float32/float16/int8, ONNX Runtime;
+  # each runtime: SavedModel (float32, bfloat16), LiteRT
+  # float32/float16/int8, ONNX Runtime;
   # a synthetic street scene, 1x1025x2049 by default, random weights
   # unless --checkpoint_path:
   python scripts/benchmark.py serve \
@@ -53,11 +55,15 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Also write the JSON here.')
 _CHECKPOINT_PATH = flags.DEFINE_string(
     'checkpoint_path', None, 'serve: weights to export (default: random).')
 _RUNTIMES = flags.DEFINE_list(
-    'runtimes', None, 'serve: which of saved_model, litert_float32, '
-    'litert_float16, litert_int8, onnxruntime (default: all).')
+    'runtimes', None, 'serve: which of saved_model, saved_model_bfloat16, '
+    'litert_float32, litert_float16, litert_int8, onnxruntime (default: '
+    'all).')
 _NUM_THREADS = flags.DEFINE_integer(
     'num_threads', None, 'serve: LiteRT / ONNX Runtime threads (default: '
     'every core).')
+_PRECISIONS = flags.DEFINE_list(
+    'precision', ['float32'], 'network, train: one figure per compute '
+    'precision, float32 and/or bfloat16 (deeplab2/model/precision.py).')
 _NUM_INSTANCES = flags.DEFINE_list(
     'num_instances', None, 'postprocess: one figure per count, each on a '
     'scene of exactly that many instances (default: the street scene, '
@@ -77,17 +83,28 @@ def _size(height, width):
     return _HEIGHT.value or height, _WIDTH.value or width
 
 
-def _per_config_and_batch_size(benchmark, height, width):
-    """benchmark(config, height, width, batch_size=, runs=, warmup=) for
-    every --config_file and --batch_sizes pair."""
+def _precisions():
+    from deeplab2.model import precision
+    try:
+        return [precision.check(name) for name in _PRECISIONS.value]
+    except ValueError as error:
+        raise app.UsageError(f'--precision: {error}')
+
+
+def _per_config_batch_size_and_precision(benchmark, height, width):
+    """benchmark(config, height, width, batch_size=, runs=, warmup=,
+    precision=) for every --config_file, --batch_sizes and --precision."""
     return [benchmark(path, *_size(height, width), batch_size=size,
-                      runs=_RUNS.value, warmup=_WARMUP.value)
-            for path in _CONFIG_FILES.value for size in _batch_sizes()]
+                      runs=_RUNS.value, warmup=_WARMUP.value,
+                      precision=precision)
+            for path in _CONFIG_FILES.value for size in _batch_sizes()
+            for precision in _precisions()]
 
 
 def _network():
     from deeplab2.benchmarks import network
-    return _per_config_and_batch_size(network.network_forward, 513, 1025)
+    return _per_config_batch_size_and_precision(network.network_forward,
+                                                513, 1025)
 
 
 def _postprocess():
@@ -114,7 +131,7 @@ def _input():
 
 def _train():
     from deeplab2.benchmarks import train
-    return _per_config_and_batch_size(train.train_step, 257, 513)
+    return _per_config_batch_size_and_precision(train.train_step, 257, 513)
 
 
 def _eval():
@@ -146,7 +163,7 @@ BENCHMARKS = {'network': _network, 'postprocess': _postprocess,
 def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHMARKS:
         raise app.UsageError(f'Name one benchmark: {", ".join(BENCHMARKS)}')
-    from deeplab2.benchmarks import host
+    from deeplab2 import host
     text = json.dumps({argv[1]: BENCHMARKS[argv[1]](),
                        'host': host.describe()}, indent=2)
     print(text)

@@ -38,6 +38,11 @@ _MODEL = flags.DEFINE_string(
     '--checkpoint_path: a SavedModel folder, a .tflite or an .onnx file.')
 _SAVED_MODEL = flags.DEFINE_string(
     'saved_model', None, 'Same as --model (kept for older command lines).')
+_PRECISION = flags.DEFINE_enum(
+    'precision', None, ['float32', 'bfloat16'],
+    'With --checkpoint_path: compute in float32 (default) or bfloat16 '
+    '(fast on CPUs with avx512_bf16/amx_bf16; see '
+    'deeplab2/model/precision.py). An export keeps its own.')
 _INPUT = flags.DEFINE_string(
     'input', None, 'Image glob (quote it; ** recurses) or a folder of images.',
     required=True)
@@ -63,7 +68,8 @@ def main(argv):
         _CONFIG_FILE.value, _INPUT.value, _OUTPUT_DIR.value,
         checkpoint_path=_CHECKPOINT_PATH.value,
         exported=exported[0] if exported else None,
-        config_overrides=_CONFIG_OVERRIDE.value)
+        config_overrides=_CONFIG_OVERRIDE.value,
+        precision=_PRECISION.value)
     print(f'Wrote predictions for {_count(result.written, "image")} to '
           f'{_OUTPUT_DIR.value}', file=sys.stderr)
     if result.skipped:

@@ -50,8 +50,8 @@ def postprocess(config_path: str, height: int = 1025, width: int = 2049,
                 batch_sizes=(1, 4), runs: int = 7, warmup: int = 2,
                 num_instances=None) -> list:
     """Per scene and batch size: {'config', 'input_shape', 'device',
-    'scene' ('street', ~60 things, or 'crowded': the grid scenes of
-    `num_instances`, one per count), 'timing':
+    'precision' (float32), 'scene' ('street', ~60 things, or 'crowded':
+    the grid scenes of `num_instances`, one per count), 'timing':
     timing.median_seconds, 'peak_extra_memory_bytes' (peak RSS over every
     call, the first, tracing and XLA compilation, included, above the
     level with the inputs loaded; absent where the peak cannot be reset),
@@ -66,6 +66,8 @@ def postprocess(config_path: str, height: int = 1025, width: int = 2049,
         result = {'config': str(config_path),
                   'input_shape': [batch_size, height, width],
                   'device': timing.device_name(),
+                  # Post-processing always computes in float32.
+                  'precision': 'float32',
                   'scene': 'street' if count is None else 'crowded'}
         measured = memory.reset_peak_rss()
         before = memory.rss_bytes()

@@ -29,15 +29,18 @@ def _random_batch(batch_size: int, height: int, width: int,
 
 
 def train_step(config_path: str, height: int = 257, width: int = 513,
-               batch_size: int = 1, runs: int = 7, warmup: int = 2) -> dict:
-    """{'config', 'input_shape', 'device', 'step': timing.median_seconds}
-    on a random batch (the step's cost does not depend on the values)."""
+               batch_size: int = 1, runs: int = 7, warmup: int = 2,
+               precision: str = 'float32') -> dict:
+    """{'config', 'input_shape', 'precision', 'device', 'step':
+    timing.median_seconds} on a random batch (the step's cost does not
+    depend on the values); the model computes in `precision`
+    (model/precision.py: float32 weights either way)."""
     from deeplab2.data import datasets
     from deeplab2.loss import build_loss
     from deeplab2.trainer import schedules
     from deeplab2.trainer import trainer as trainer_lib
     config = config_lib.load_config(config_path)
-    model = builder.build_model(config)
+    model = builder.build_model(config, precision=precision)
     optimizer = schedules.build_optimizer(
         config.trainer_options.solver_options)
     descriptor = datasets.get_dataset_descriptor(
@@ -50,7 +53,7 @@ def train_step(config_path: str, height: int = 257, width: int = 513,
                       descriptor.num_classes)).repeat())
     result = {'config': str(config_path),
               'input_shape': [batch_size, height, width, 3],
-              'device': timing.device_name()}
+              'precision': precision, 'device': timing.device_name()}
     result['step'] = timing.median_seconds(lambda: trainer.train(iterator, 1),
                                            runs, warmup)
     return result

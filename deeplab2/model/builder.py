@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from deeplab2 import config as config_lib
 from deeplab2.model import deeplab
+from deeplab2.model import precision as precision_lib
 from deeplab2.model.decoder import deeplabv3
 from deeplab2.model.decoder import panoptic_deeplab
 from deeplab2.model.encoder import mobilenet
@@ -26,7 +27,8 @@ _UNSUPPORTED_BACKBONES = ('axial_resnet_s', 'axial_resnet_l', 'axial_deeplab',
 _BUILD_SIZE = 33
 
 
-def build_model(config, build: bool = True) -> deeplab.DeepLab:
+def build_model(config, build: bool = True,
+                precision: str | None = None) -> deeplab.DeepLab:
     """Builds the model an ExperimentOptions describes.
 
     Batch norm follows `trainer_options.solver_options`; the ASPP pooling
@@ -37,10 +39,17 @@ def build_model(config, build: bool = True) -> deeplab.DeepLab:
     Args:
       config: an ExperimentOptions.
       build: create the variables now with a small dummy input.
+      precision: 'float32' or 'bfloat16' (model/precision.py); None: the
+        global Keras policy (the trainer's --mixed_precision).
 
     Raises:
       ConfigError / NotSupportedError: naming the offending field.
     """
+    with precision_lib.policy(precision):
+        return _build_model(config, build)
+
+
+def _build_model(config, build: bool) -> deeplab.DeepLab:
     model_options = config.model_options
     meta_architecture = config_lib.meta_architecture(model_options)
     solver = config.trainer_options.solver_options

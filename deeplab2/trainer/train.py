@@ -12,6 +12,7 @@ workers -> MultiWorkerMirroredStrategy; --num_gpus > 1 -> MirroredStrategy;
 import json
 import os
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -33,6 +34,11 @@ _MASTER = flags.DEFINE_string('master', None, 'TPU address, for TPUStrategy.')
 _MIXED_PRECISION = flags.DEFINE_enum(
     'mixed_precision', None, ['bfloat16', 'float16'],
     'Compute in this type with float32 weights.')
+_PRECISION = flags.DEFINE_enum(
+    'precision', None, ['float32', 'bfloat16'],
+    'Compute precision for every mode (bfloat16: float32 weights, fast on '
+    'CPUs with avx512_bf16/amx_bf16 and on TPUs; see '
+    'deeplab2/model/precision.py). --mixed_precision=bfloat16 is the same.')
 _SEED = flags.DEFINE_integer('seed', None,
                              'Seed for initialization, data order and '
                              'augmentation (reproducible runs).')
@@ -56,6 +62,16 @@ def create_strategy(master: str | None, num_gpus: int):
                                            else '/cpu:0')
 
 
+def _compute_type(precision: str | None, mixed_precision: str | None) -> str:
+    """One compute type from --precision and --mixed_precision (either, or
+    both when they agree)."""
+    if precision and mixed_precision and precision != mixed_precision:
+        raise app.UsageError(
+            f'--precision={precision} and --mixed_precision='
+            f'{mixed_precision} disagree; give one.')
+    return precision or mixed_precision or 'float32'
+
+
 def main(argv):
     del argv
     # Imported here so --help answers without loading TensorFlow.
@@ -65,9 +81,9 @@ def main(argv):
     config = config_lib.load_config(_CONFIG_FILE.value, _CONFIG_OVERRIDE.value)
     if _SEED.value is not None:
         keras.utils.set_random_seed(_SEED.value)
-    if _MIXED_PRECISION.value:
-        keras.mixed_precision.set_global_policy(
-            f'mixed_{_MIXED_PRECISION.value}')
+    compute_type = _compute_type(_PRECISION.value, _MIXED_PRECISION.value)
+    if compute_type != 'float32':
+        keras.mixed_precision.set_global_policy(f'mixed_{compute_type}')
     strategy = create_strategy(_MASTER.value, _NUM_GPUS.value)
     logging.info('Strategy %s with %d replicas.', type(strategy).__name__,
                  strategy.num_replicas_in_sync)

@@ -26,9 +26,10 @@ def _check_timing(timing, runs=1, warmup=1):
 def test_network_forward_reports_build_and_forward_time(repo_root):
     result = network.network_forward(str(repo_root / _DEMO_CONFIG), 65, 97,
                                      runs=1, warmup=1)
-    assert set(result) == {'config', 'input_shape', 'build_s', 'parameters',
-                           'device', 'forward'}
+    assert set(result) == {'config', 'input_shape', 'precision', 'build_s',
+                           'parameters', 'device', 'forward'}
     assert result['input_shape'] == [1, 65, 97, 3]
+    assert result['precision'] == 'float32'
     assert result['device'] == 'CPU' or 'GPU' in result['device']
     assert 0 < result['build_s'] < 60
     # Counted again from the trainable weights' shapes of a second build.
@@ -39,11 +40,13 @@ def test_network_forward_reports_build_and_forward_time(repo_root):
     _check_timing(result['forward'])
 
 
-def test_train_step_benchmark_times_a_step(repo_root):
+def test_train_step_benchmark_times_a_bfloat16_step(repo_root):
     result = train.train_step(str(repo_root / _DEMO_CONFIG), 65, 97, runs=1,
-                              warmup=1)
-    assert set(result) == {'config', 'input_shape', 'device', 'step'}
+                              warmup=1, precision='bfloat16')
+    assert set(result) == {'config', 'input_shape', 'precision', 'device',
+                           'step'}
     assert result['input_shape'] == [1, 65, 97, 3]
+    assert result['precision'] == 'bfloat16'
     _check_timing(result['step'])
 
 
@@ -57,8 +60,8 @@ def test_postprocess_finds_every_thing_of_the_scene(repo_root):
                                                    [2, 129, 257]]
     for result in results:
         assert set(result) == {'config', 'input_shape', 'device', 'scene',
-                               'timing', 'peak_extra_memory_bytes',
-                               'instances'}
+                               'precision', 'timing',
+                               'peak_extra_memory_bytes', 'instances'}
         assert result['scene'] == 'street'
         assert result['instances'] == expected
         _check_timing(result['timing'])
@@ -82,6 +85,7 @@ def test_input_benchmark_with_autoaugment(tmp_path):
         autoaugment_policy=input_pipeline.AUTOAUGMENT_POLICY)
     assert set(result) == {'mode', 'autoaugment_policy', 'batch_size',
                            'crop_size', 'batches', 'images_per_s', 'device',
+                           'precision',
                            'peak_rss_bytes'}
     assert result['autoaugment_policy'] == input_pipeline.AUTOAUGMENT_POLICY
     assert (result['mode'], result['batch_size'], result['crop_size'],

@@ -6,7 +6,7 @@ import numpy as np
 from deeplab2.benchmarks import evaluation
 from deeplab2.benchmarks import scenes
 
-_KEYS = {'images', 'size', 'cpu_count', 'ours_in_memory_s',
+_KEYS = {'images', 'size', 'precision', 'cpu_count', 'ours_in_memory_s',
          'ours_in_memory_runs_s', 'ours_from_files_s',
          'ours_from_files_runs_s', 'cityscapesscripts_s',
          'cityscapesscripts_runs_s', 'speedup_in_memory',

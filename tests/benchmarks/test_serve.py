@@ -8,7 +8,7 @@ from deeplab2.benchmarks import serve
 def test_serve_latency_times_each_runtime(repo_root):
     config = (repo_root / 'configs/demo/'
               'panoptic_deeplab_mobilenet_v3_small_os16.textproto')
-    runtimes = ('saved_model', 'litert_float16')
+    runtimes = ('saved_model', 'saved_model_bfloat16', 'litert_float16')
     result = serve.serve_latency(str(config), 65, 97, runs=1, warmup=1,
                                  runtimes=runtimes, num_threads=2)
     assert set(result) == {'config', 'checkpoint', 'input_shape',
@@ -23,11 +23,13 @@ def test_serve_latency_times_each_runtime(repo_root):
         assert (timing['runs'], timing['warmup']) == (1, 1)
         assert 0 < timing['min_s'] <= timing['median_s'] <= timing['max_s']
     for entry in result['runtimes'].values():
-        assert set(entry) == {'latency', 'export_s', 'size_bytes',
-                              'instances'}
+        assert set(entry) == {'precision', 'latency', 'export_s',
+                              'size_bytes', 'instances'}
         assert entry['export_s'] > 0 and entry['size_bytes'] > 0
         # At most one instance per center slot (keep_k_centers: 400 here).
         assert 0 <= entry['instances'] <= 400
+    assert [entry['precision'] for entry in result['runtimes'].values()] == [
+        'float32', 'bfloat16', 'float16 weights']
     sizes = {name: entry['size_bytes']
              for name, entry in result['runtimes'].items()}
     # float16 weights: the file is smaller than the float32 SavedModel.

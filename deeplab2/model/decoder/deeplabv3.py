@@ -45,7 +45,9 @@ class _AsppDecoder(base.Layer):
                                batch_norm=self.batch_norm, name='ASPP')
 
     def _classifier(self):
-        return convolutions.Conv2DSame(self.num_classes, 1, name='final_conv')
+        # float32 whatever the model's precision (model/precision.py).
+        return convolutions.Conv2DSame(self.num_classes, 1, dtype='float32',
+                                       name='final_conv')
 
     def get_config(self):
         return {**super().get_config(), 'feature_key': self.feature_key,

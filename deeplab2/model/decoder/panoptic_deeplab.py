@@ -137,11 +137,13 @@ class PanopticDeepLabSingleHead(base.Layer):
             1, conv_type, intermediate_channels, 5, use_bias=False,
             use_bn=True, batch_norm=self.batch_norm, activation=activation,
             name='conv_block')
+        # float32 whatever the model's precision (model/precision.py): the
+        # logits, heatmap and offsets come out of it.
         self.final_conv = keras.layers.Conv2D(
             output_channels, 1,
             kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=0.01),
-            name='final_conv')
+            dtype='float32', name='final_conv')
 
     def call(self, features, training=False):
         x = self.final_conv(self.conv_block(features, training=training))

@@ -1,6 +1,6 @@
-"""benchmarks.host: the CPU model and bfloat16 flags from a cpuinfo file."""
+"""deeplab2.host: the CPU model and bfloat16 flags from a cpuinfo file."""
 
-from deeplab2.benchmarks import host
+from deeplab2 import host
 
 # Two processors of a Sapphire Rapids-like host, trimmed.
 _CPUINFO = """processor\t: 0

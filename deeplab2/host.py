@@ -1,6 +1,7 @@
-"""The machine a benchmark ran on, written beside its figures: the CPU model
-and which bfloat16 instructions it has (`avx512_bf16`, `amx_bf16`), so that
-figures from different hosts are never compared blindly. Read from Linux's
+"""The machine this runs on: the CPU model and which bfloat16 instructions
+it has (`avx512_bf16`, `amx_bf16`). Benchmarks write it beside their
+figures, so that figures from different hosts are never compared blindly;
+--precision=bfloat16 warns when the flags are missing. Read from Linux's
 /proc/cpuinfo; elsewhere the model comes from `platform` and the flags are
 unknown (None)."""
 
