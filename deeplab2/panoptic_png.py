@@ -43,7 +43,12 @@ def read(path: str) -> np.ndarray:
     if image.mode != 'RGB':
         raise ValueError(f'Panoptic PNG {path} must be RGB, got mode '
                          f'{image.mode}.')
-    return decode(np.asarray(image))
+    # Pillow keeps RGB pixels as 4 bytes: copied out as RGBX, each pixel is
+    # one little-endian uint32 whose low 3 bytes are the id (several times
+    # faster than assembling the id from three channel planes).
+    width, height = image.size
+    pixels = np.frombuffer(image.tobytes('raw', 'RGBX'), '<u4')
+    return (pixels & 0xFFFFFF).view(np.int32).reshape(height, width)
 
 
 def write(path: str, segment_ids: np.ndarray) -> None:
