@@ -416,7 +416,7 @@ def test_run_looks_the_dataset_up_once(fixture, tmp_path, monkeypatch):
         return lookup(name)
 
     def backend(config, checkpoint_path, saved_model, config_name,
-                descriptor):
+                descriptor, precision):
         handed.append(descriptor)
         return lambda image: {'semantic_pred': np.full(image.shape[:2], 12)}
 

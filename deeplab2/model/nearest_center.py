@@ -130,8 +130,8 @@ def nearest(points, centers_yx, image_height, image_width,
             cell_size: int = CELL_SIZE, fused: bool = True):
     """[P, 2] float32 points, [K, 2] centers (K >= 1, every one valid) ->
     [P] int32 index of each point's nearest center, first on ties (equal
-    to brute_force for finite points). The grid covers an image_height x image_width image.
-    fused: compile the distance kernel with XLA."""
+    to brute_force for finite points). The grid covers an image_height x
+    image_width image. fused: compile the distance kernel with XLA."""
     grid_height = -(-image_height // cell_size)
     grid_width = -(-image_width // cell_size)
     cells = _cell_of(points, grid_height, grid_width, cell_size)
