@@ -49,6 +49,9 @@ class DatasetDescriptor:
         `file_pattern`.
       has_instances: whether labels carry instance ids (panoptic); false
         for semantic-only datasets.
+      numeric_image_ids: whether the official ground-truth json names an
+        image by the integer its file name spells (COCO: 000000000139.jpg
+        is image_id 139); prediction jsons must use the same ids.
     """
     name: str
     splits_to_sizes: Mapping[str, int]
@@ -63,6 +66,7 @@ class DatasetDescriptor:
     class_colors: tuple[tuple[int, int, int], ...] = ()
     file_patterns: Mapping[str, str] = dataclasses.field(default_factory=dict)
     has_instances: bool = True
+    numeric_image_ids: bool = False
 
     @property
     def thing_class_ids(self) -> tuple[int, ...]:
@@ -108,6 +112,7 @@ COCO_PANOPTIC = DatasetDescriptor(
     # Label 0 is void and stays 0.
     eval_ids=coco_labels.LABEL_TO_COCO_ID,
     eval_void_id=0,
+    numeric_image_ids=True,
 )
 
 # The embedded synthetic dataset (deeplab2.data.demo): Cityscapes' label

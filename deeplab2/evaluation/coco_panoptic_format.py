@@ -97,8 +97,9 @@ def panoptic_to_segments(panoptic, num_classes: int, ignore_label: int,
     return segment_of_row[index], segments
 
 
-def annotation(image_id: str, file_name: str, segments: list) -> dict:
-    """One image's entry of the json's `annotations` list."""
+def annotation(image_id, file_name: str, segments: list) -> dict:
+    """One image's entry of the json's `annotations` list (image_id: a
+    string, or an int for COCO)."""
     return {'image_id': image_id, 'file_name': file_name,
             'segments_info': segments}
 

@@ -278,8 +278,12 @@ class PredictionWriter:
         file_name = image_name + '.png'
         panoptic_png.write(
             os.path.join(self._folder(COCO_FOLDER), file_name), segment_ids)
+        # The official evaluators pair predictions with ground truth by
+        # image_id, so it must be the ground-truth json's own id.
+        image_id = (int(image_name) if descriptor.numeric_image_ids
+                    and image_name.isdigit() else image_name)
         self._annotations.append(
-            coco_panoptic_format.annotation(image_name, file_name, segments))
+            coco_panoptic_format.annotation(image_id, file_name, segments))
         return segment_ids, segments
 
     def _write_instances(self, image_name: str, segment_ids: np.ndarray,
