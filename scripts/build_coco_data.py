@@ -5,7 +5,11 @@
 
 Expects <coco_root>/{train,val}2017/*.jpg and
 <coco_root>/annotations/panoptic_{train,val}2017{.json,/}. Rerunning after
-an interruption keeps the shards already written.
+an interruption keeps the shards already written. The records equal those
+of DeepLab2's build_coco_data.py, but only the --splits asked for are
+written (DeepLab2 also writes test, as 1000 empty shards when test2017/ is
+absent; add --splits=train,val,test for the unlabeled test images), and a
+PNG segment missing from segments_info, void in both, is logged here.
 """
 
 from absl import flags

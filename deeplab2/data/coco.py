@@ -9,10 +9,21 @@ Input, under `coco_root`:
 Output: `<split>-%05d-of-%05d.tfrecord` shards (DeepLab2 writes 1000 per
 split) holding `ceil(N / num_shards)` images each in sorted file order,
 with DeepLab2's Example layout (see `tfrecord.py`): the JPEG bytes as they
-are (non-RGB files are converted to RGB JPEG), the file name without
+are (a non-RGB file, e.g. grey, is converted to RGB and saved again as JPEG
+at Pillow's default quality, as DeepLab2 does), the file name without
 `.jpg`, format 'jpeg', and the panoptic label `label * 256 + instance` as
 raw int32 (see `coco_labels.py` for the label space). The test split has no
-labels.
+labels. The records equal DeepLab2's (checked against its own in
+tests/data/test_coco_deeplab2_parity.py); what differs is what the user is
+told:
+
+* a PNG segment id missing from segments_info becomes void (0) as in
+  DeepLab2, but is logged as a warning naming the PNG, ids and pixel counts
+  (DeepLab2 is silent);
+* only the requested splits are converted (default train and val; DeepLab2
+  always adds test), and a split whose `<split>2017/` folder is missing or
+  holds no JPEG fails before anything is written (DeepLab2 writes 1000
+  empty shards for it).
 
 This module lists each split's jobs; `coco_annotations.py` prepares them in
 worker processes, and `conversion.convert_splits` (shared with the
@@ -51,7 +62,8 @@ def _image_paths(coco_root: str, split: str) -> list[str]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(
             f'COCO image folder not found: {folder} (expected '
-            f'{split}2017/*{_IMAGE_SUFFIX} under the COCO root).')
+            f'{split}2017/*{_IMAGE_SUFFIX} under the COCO root; leave '
+            f'{split!r} out of the splits to convert without it).')
     paths = sorted(glob.glob(os.path.join(glob.escape(folder),
                                           '*' + _IMAGE_SUFFIX)))
     if not paths:
@@ -92,9 +104,10 @@ def convert_coco(coco_root: str,
                  show_progress: bool = True) -> dict[str, list[str]]:
     """Converts COCO panoptic splits to TFRecord shards.
 
-    Returns split -> its shard paths, in order. Every split's json and
-    files are checked before anything is written; a bad image or PNG is
-    named when its worker reads it (FileNotFoundError, ValueError).
+    Returns split -> its shard paths, in order. Every split's folders,
+    json and files are checked before anything is written; a bad image or
+    PNG is named when its worker reads it (FileNotFoundError, ValueError).
+    PNG segments missing from segments_info are void and logged (warning).
 
     Args:
       coco_root: folder holding <split>2017/ and annotations/.

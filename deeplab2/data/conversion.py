@@ -6,7 +6,9 @@ A dataset format supplies two functions and nothing else:
   split's images in record order and checks that every file a job names
   is there, so that a bad dataset fails before anything is written;
 * `prepare(job) -> PreparedExample`, run in spawned worker processes:
-  reads and checks one image and builds its label.
+  reads and checks one image and builds its label. What the user should
+  hear about the image (data kept as DeepLab2 keeps it, but suspect) goes
+  in the example's `warnings`, which the writing process logs.
 
 `convert_splits` does the rest the same way for every format: sharding,
 resuming, the worker pool and the progress line (`sharded_writer.py`), and
@@ -23,6 +25,7 @@ listing code is TensorFlow-free too can be a single module
 
 import dataclasses
 import io
+import logging
 import os
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -64,6 +67,9 @@ class PreparedExample:
     width: int
     panoptic_label: Optional[np.ndarray] = None
     semantic_png: Optional[bytes] = None
+    # Messages for the user, logged by the writing process (`convert_splits`):
+    # a worker's own log lines would bypass the logging the user set up.
+    warnings: tuple[str, ...] = ()
 
 
 def read_rgb_image(path: str) -> tuple[bytes, str, int, int]:
@@ -136,6 +142,15 @@ def to_record(prepared: PreparedExample) -> bytes:
     return example.SerializeToString()
 
 
+def _logged_record(prepared: PreparedExample) -> bytes:
+    """`to_record`, after logging the example's warnings (in the writing
+    process, so they reach absl's handler or a test's capture). A rerun
+    that keeps a complete shard does not repeat its warnings."""
+    for warning in prepared.warnings:
+        logging.warning('%s', warning)
+    return to_record(prepared)
+
+
 def convert_splits(splits: Iterable[str],
                    jobs_of_split: Callable[[str], Sequence[ImageJob]],
                    prepare: Callable[[ImageJob], PreparedExample],
@@ -165,5 +180,5 @@ def convert_splits(splits: Iterable[str],
     jobs_by_split = {split: jobs_of_split(split) for split in splits}
     from deeplab2.data import sharded_writer  # Loads TensorFlow: see above.
     return sharded_writer.write_splits(
-        jobs_by_split, output_dir, num_shards, prepare, to_record,
+        jobs_by_split, output_dir, num_shards, prepare, _logged_record,
         num_workers=num_workers, show_progress=show_progress)

@@ -3,6 +3,7 @@
 name the bad file."""
 
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -248,13 +249,27 @@ def test_unknown_category_is_named(coco_root, tmp_path):
     assert '000000000002.png' in str(error.value)
 
 
-def test_segment_without_annotation_is_named(coco_root, tmp_path):
+def test_segment_without_annotation_is_void_and_named(coco_root, tmp_path,
+                                                     caplog):
+    # As DeepLab2: the unlisted segment's pixels are void; unlike it, the
+    # user is told which PNG, segment and how many pixels.
     def edit(annotations):
         del annotations[1]['segments_info'][2]  # segment 3, the tree
     _edit_json(coco_root, edit)
-    with pytest.raises(ValueError, match=r'segment ids \[3\]') as error:
+    with caplog.at_level(logging.WARNING):
         _convert(coco_root, tmp_path)
-    assert '000000000002.png' in str(error.value)
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    png = coco_root / 'annotations' / 'panoptic_train2017' / '000000000002.png'
+    assert str(png) in warnings[0]
+    assert 'segments_info lacks: 3 (1200 pixels);' in warnings[0]
+    second = _decoded(str(tmp_path / 'out' /
+                          'train-00000-of-00001.tfrecord'))[1]
+    expected = np.zeros((H, W), np.int64)
+    expected[0:20, 30:60] = BOTTLE * 256 + 1
+    expected[0:20, 0:30] = BOTTLE * 256 + 2
+    np.testing.assert_array_equal(second['label'][..., 0], expected)
 
 
 @pytest.mark.parametrize('changes, message', [
