@@ -42,6 +42,14 @@ def cpu_has_bfloat16(cpuinfo_path: str = '/proc/cpuinfo') -> bool | None:
     return None if flags is None else bool(flags)
 
 
+def _accelerator_present() -> bool:
+    """Whether a GPU or TPU will run the model (then the CPU's flags do
+    not matter)."""
+    import tensorflow as tf
+    return any(tf.config.list_logical_devices(kind)
+               for kind in ('GPU', 'TPU'))
+
+
 @contextlib.contextmanager
 def policy(precision: str | None):
     """Layers created inside compute in `precision` (None: leave the global
@@ -51,7 +59,8 @@ def policy(precision: str | None):
         yield
         return
     check(precision)
-    if precision == 'bfloat16' and cpu_has_bfloat16() is False:
+    if (precision == 'bfloat16' and cpu_has_bfloat16() is False
+            and not _accelerator_present()):
         logging.warning('bfloat16 requested, but this CPU (%s) has none of '
                         '%s: it will be emulated, likely slower than '
                         'float32.', host.describe()['cpu_model'],

@@ -103,3 +103,23 @@ def test_bfloat16_is_refused_where_it_cannot_apply(tmp_path):
     assert train._compute_type(None, None) == 'float32'
     with pytest.raises(app.UsageError, match='disagree'):
         train._compute_type('float32', 'bfloat16')
+
+
+@pytest.mark.parametrize('cpu_has, accelerator, warned', [
+    (False, False, True), (True, False, False), (False, True, False),
+    (None, False, False)])
+def test_bfloat16_warns_only_where_it_will_be_emulated(
+        monkeypatch, caplog, cpu_has, accelerator, warned):
+    """A CPU without bfloat16 units emulates it (slow): said once, unless a
+    GPU or TPU runs the model or the flags are unknown."""
+    monkeypatch.setattr(precision, 'cpu_has_bfloat16', lambda: cpu_has)
+    monkeypatch.setattr(precision, '_accelerator_present',
+                        lambda: accelerator)
+    before = keras.mixed_precision.global_policy().name
+    with caplog.at_level('WARNING'):
+        with precision.policy('bfloat16'):
+            assert keras.mixed_precision.global_policy().name == (
+                'mixed_bfloat16')
+    assert keras.mixed_precision.global_policy().name == before
+    assert any('emulated' in record.getMessage()
+               for record in caplog.records) == warned
