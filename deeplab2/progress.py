@@ -56,6 +56,14 @@ class Progress:
         elif self.log_when_quiet:
             logging.info('%s', self.line(detail))
 
+    def clear(self) -> None:
+        """Erases the live line (it is redrawn by the next update), so that
+        a log line written now starts at the left margin instead of after
+        the counter."""
+        if self.live and 0 < self.done < self.total:
+            self.stream.write('\r\033[K')
+            self.stream.flush()
+
     def line(self, detail: str = '') -> str:
         """The report for the current count, without terminal codes."""
         counted = self.done - self._first

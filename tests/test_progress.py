@@ -36,3 +36,24 @@ def test_resumed_counts_only_new_units_and_quiet_logs(monkeypatch, caplog):
     assert stream.getvalue() == ''
     # 10 steps in 30 s: 3 s/step, 50 left: 150 s.
     assert caplog.messages == ['step 50/100 3.00 s/step ETA 0:02:30 loss=1.0000']
+
+
+def test_clear_erases_a_drawn_line_only(monkeypatch):
+    """Before the first update and after the last there is no live line
+    to erase; in between, the line goes so a log line starts at column 0."""
+    monkeypatch.setattr(progress_lib.time, 'perf_counter', lambda: 0.0)
+    stream = io.StringIO()
+    reporter = progress_lib.Progress(2, label='x', stream=stream, live=True)
+    reporter.clear()
+    assert stream.getvalue() == ''
+    reporter.advance()
+    reporter.clear()
+    assert stream.getvalue().endswith('\033[K\r\033[K')
+    reporter.advance()
+    written = stream.getvalue()
+    reporter.clear()
+    assert stream.getvalue() == written
+    quiet = progress_lib.Progress(2, stream=io.StringIO(), live=False)
+    quiet.advance()
+    quiet.clear()
+    assert quiet.stream.getvalue() == ''

@@ -98,6 +98,7 @@ def write_shard(path: str, jobs: Sequence, prepare_jobs, to_record: ToRecordFn,
     def write(temporary: str) -> None:
         with tf.io.TFRecordWriter(temporary) as writer:
             for prepared in prepare_jobs(jobs):
+                progress.clear()  # to_record may log a warning about it
                 writer.write(to_record(prepared))
                 progress.advance()
 
