@@ -31,9 +31,10 @@ def input_pipeline_throughput(file_pattern: str, is_training: bool,
                               batch_size: int = 2, crop=(1025, 2049),
                               batches: int = 20, warmup: int = 3,
                               autoaugment_policy: str = '') -> dict:
-    """{'mode', 'autoaugment_policy', 'batch_size', 'crop_size', 'batches',
-    'images_per_s', 'device', 'peak_rss_bytes'} over `batches` batches
-    after `warmup` ones.
+    """{'mode', 'autoaugment_policy', 'targets', 'batch_size',
+    'crop_size', 'batches', 'images_per_s', 'device', 'peak_rss_bytes'}
+    over `batches` batches after `warmup` ones. Eval samples are those the
+    evaluator reads, without training targets ('targets': False).
 
     autoaugment_policy: training only; e.g. AUTOAUGMENT_POLICY.
     """
@@ -41,7 +42,10 @@ def input_pipeline_throughput(file_pattern: str, is_training: bool,
     options = _options(file_pattern, is_training, batch_size, crop,
                        autoaugment_policy)
     memory.reset_peak_rss()
-    dataset = input_pipeline.build_dataset(options, is_training)
+    # Eval samples as the evaluator reads them (input_pipeline.
+    # build_eval_dataset): without the training targets.
+    dataset = input_pipeline.build_dataset(options, is_training,
+                                           with_targets=is_training)
     if not is_training:
         dataset = dataset.repeat()
     iterator = iter(dataset)
@@ -53,6 +57,7 @@ def input_pipeline_throughput(file_pattern: str, is_training: bool,
     elapsed = time.perf_counter() - start
     return {'mode': 'train' if is_training else 'eval',
             'autoaugment_policy': autoaugment_policy if is_training else '',
+            'targets': is_training,
             'batch_size': batch_size, 'crop_size': list(crop),
             'batches': batches, 'images_per_s': batches * batch_size / elapsed,
             'precision': 'float32',  # the images it yields

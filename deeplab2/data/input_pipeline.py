@@ -91,8 +91,8 @@ def build_dataset(dataset_options, is_training: bool,
                   seed: int | None = None,
                   skip_batches: int = 0,
                   files: list[str] | None = None,
-                  descriptor: datasets.DatasetDescriptor | None = None
-                  ) -> tf.data.Dataset:
+                  descriptor: datasets.DatasetDescriptor | None = None,
+                  with_targets: bool = True) -> tf.data.Dataset:
     """The batched dataset of samples (dicts keyed by deeplab2.common).
 
     Args:
@@ -112,6 +112,8 @@ def build_dataset(dataset_options, is_training: bool,
       descriptor: the dataset's DatasetDescriptor, when the caller has
         resolved it once for the run; default: looked up from
         `dataset_options.dataset`.
+      with_targets: at eval, False leaves the training targets out of the
+        samples (see `build_eval_dataset`); training always has them.
     """
     if descriptor is None:
         descriptor = datasets.get_dataset_descriptor(dataset_options.dataset)
@@ -144,7 +146,8 @@ def build_dataset(dataset_options, is_training: bool,
         return sample_generator.generate_sample(
             tfrecord.decode_example(record, decode_label=decode_label,
                                     is_panoptic=options.has_instances),
-            options, is_training, seed=example_seed)
+            options, is_training, seed=example_seed,
+            with_targets=with_targets)
 
     dataset = dataset.enumerate().skip(skip_batches * batch_size).map(
         to_sample, num_parallel_calls=tf.data.AUTOTUNE,
@@ -157,14 +160,20 @@ def build_eval_dataset(config, descriptor: datasets.DatasetDescriptor
                        ) -> tuple[list[str], tf.data.Dataset]:
     """(files, dataset) of one pass over `config.eval_dataset_options`, as
     every evaluation reads them (the runner's eval, evaluate_export); the
-    files name the culprit in `explained_read_errors`."""
+    files name the culprit in `explained_read_errors`.
+
+    The samples hold what the evaluator reads: the image (padded crop and
+    resized), its name and size, and the raw labels. The training targets
+    that DeepLab2's eval samples also carry (heatmaps, offsets, weights at
+    the crop size) are left out: nothing at eval reads them, and at
+    1025x2049 they were more than half of the pipeline's CPU time."""
     dataset_options = config.eval_dataset_options
     field = 'eval_dataset_options'
     files = resolve_files(dataset_options, field, is_training=False,
                           descriptor=descriptor)
     return files, build_dataset(dataset_options, is_training=False,
                                 field=field, files=files,
-                                descriptor=descriptor)
+                                descriptor=descriptor, with_targets=False)
 
 
 def find_corrupt_files(files) -> list[tuple[str, str]]:

@@ -168,7 +168,7 @@ def preprocess(decoded: dict, options: SampleOptions, is_training: bool,
 
 
 def generate_sample(decoded: dict, options: SampleOptions, is_training: bool,
-                    seed=None, layout=None) -> dict:
+                    seed=None, layout=None, with_targets: bool = True) -> dict:
     """One training or eval sample from a decoded example.
 
     Args:
@@ -178,6 +178,9 @@ def generate_sample(decoded: dict, options: SampleOptions, is_training: bool,
       seed: optional [2] int seed making the random augmentation stateless.
       layout: optional `preprocessing.TrainingLayout` replaying a known
         pad/crop/flip (training only).
+      with_targets: compute the training targets (DeepLab2's samples have
+        them at eval too); False at eval leaves them out, for readers that
+        need only the image and the raw labels (the evaluator).
     Returns:
       common.IMAGE and, with a label, the targets of
       `targets.panoptic_targets` (`targets.semantic_targets` for a
@@ -186,10 +189,12 @@ def generate_sample(decoded: dict, options: SampleOptions, is_training: bool,
     """
     resized_image, image, label = preprocess(decoded, options, is_training,
                                              seed, layout)
+    if is_training and not with_targets:
+        raise ValueError('Training samples need their targets.')
     sample = {common.IMAGE: image}
-    if label is not None and not options.has_instances:
+    if label is not None and with_targets and not options.has_instances:
         sample.update(targets.semantic_targets(label))
-    elif label is not None:
+    elif label is not None and with_targets:
         sample.update(targets.panoptic_targets(
             label, label_divisor=options.label_divisor,
             ignore_label=options.ignore_label, thing_ids=options.thing_ids,

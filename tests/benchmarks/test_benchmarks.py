@@ -83,11 +83,12 @@ def test_input_benchmark_with_autoaugment(tmp_path):
     result = input_pipeline.input_pipeline_throughput(
         pattern, True, batch_size=2, crop=(33, 49), batches=2, warmup=1,
         autoaugment_policy=input_pipeline.AUTOAUGMENT_POLICY)
-    assert set(result) == {'mode', 'autoaugment_policy', 'batch_size',
-                           'crop_size', 'batches', 'images_per_s', 'device',
-                           'precision',
+    assert set(result) == {'mode', 'autoaugment_policy', 'targets',
+                           'batch_size', 'crop_size', 'batches',
+                           'images_per_s', 'device', 'precision',
                            'peak_rss_bytes'}
     assert result['autoaugment_policy'] == input_pipeline.AUTOAUGMENT_POLICY
+    assert result['targets'] is True
     assert (result['mode'], result['batch_size'], result['crop_size'],
             result['batches']) == ('train', 2, [33, 49], 2)
     # Four 33x49 images take well under a minute and over a microsecond.

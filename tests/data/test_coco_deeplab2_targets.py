@@ -178,14 +178,30 @@ def test_eval_sample_matches_deeplab2_eager(coco_data, descriptor,
 
 def test_eval_pipeline_matches_deeplab2_in_tf_data(coco_data, eval_config,
                                                    descriptor):
-    """The real eval input pipeline (graph mode inside Dataset.map), as
-    DeepLab2's targets were made: the config's file pattern, batch 1."""
-    files, dataset = input_pipeline.build_eval_dataset(eval_config,
-                                                       descriptor)
-    assert [pathlib.Path(path).name for path in files] == [
-        f'val-{index:05d}-of-01000.tfrecord' for index in range(3)]
+    """The eval input pipeline (graph mode inside Dataset.map), as
+    DeepLab2's targets were made: the config's file pattern, batch 1. The
+    evaluator's own pipeline (build_eval_dataset) leaves the training
+    targets out; what it keeps is equal too."""
+    dataset = input_pipeline.build_dataset(
+        eval_config.eval_dataset_options, is_training=False,
+        descriptor=descriptor)
     batches = list(dataset)
     assert len(batches) == len(VAL_STEMS)
     for batch, stem in zip(batches, VAL_STEMS):
         sample = {key: value[0] for key, value in batch.items()}
         _assert_matches_deeplab2(sample, coco_data, stem)
+
+    files, dataset = input_pipeline.build_eval_dataset(eval_config,
+                                                       descriptor)
+    assert [pathlib.Path(path).name for path in files] == [
+        f'val-{index:05d}-of-01000.tfrecord' for index in range(3)]
+    evaluated = list(dataset)
+    assert len(evaluated) == len(VAL_STEMS)
+    for batch, full in zip(evaluated, batches):
+        assert set(batch) == {
+            common.IMAGE, common.RESIZED_IMAGE, common.IMAGE_NAME,
+            common.GT_SIZE_RAW, common.GT_SEMANTIC_RAW,
+            common.GT_PANOPTIC_RAW, common.GT_IS_CROWD_RAW}
+        for key, value in batch.items():
+            np.testing.assert_array_equal(value.numpy(), full[key].numpy(),
+                                          err_msg=key, strict=True)

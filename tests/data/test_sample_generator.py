@@ -242,3 +242,22 @@ def test_thing_id_annotations_match_deeplab2(fixtures_dir):
     _assert_matches({'thing_id_mask_gt': mask, 'thing_id_class_gt': classes},
                     reference, skip=set(reference) - {'thing_id_mask_gt',
                                                       'thing_id_class_gt'})
+
+
+def test_eval_sample_without_targets_keeps_what_the_evaluator_reads(
+        fixtures_dir):
+    name, shard = MINI_CASES[0]
+    decoded = _decoded(fixtures_dir / 'data' / 'tfrecord' / MINI / shard)
+    options = _options((257, 513))
+    full = sample_generator.generate_sample(decoded, options, False)
+    lean = sample_generator.generate_sample(decoded, options, False,
+                                            with_targets=False)
+    assert set(lean) == {common.IMAGE, common.RESIZED_IMAGE,
+                         common.IMAGE_NAME, common.GT_SIZE_RAW,
+                         common.GT_SEMANTIC_RAW, common.GT_PANOPTIC_RAW,
+                         common.GT_IS_CROWD_RAW}
+    for key, value in lean.items():
+        np.testing.assert_array_equal(value, full[key], err_msg=key)
+    with pytest.raises(ValueError, match='Training samples need'):
+        sample_generator.generate_sample(decoded, options, True,
+                                         with_targets=False)
