@@ -103,6 +103,52 @@ def test_training_layout_replay():
     assert out.shape == (4, 4, 3)
 
 
+def _canvas_then_crop(image, label, layout, crop_height, crop_width):
+    """The layout applied the direct way: the whole padded canvas, then the
+    crop window of it, then the flip."""
+    canvas = tf.maximum(tf.shape(image)[:2], (crop_height, crop_width))
+    image, label = preprocessing.pad_image_and_label(
+        image, label, *layout.pad_offset, canvas[0], canvas[1], IGNORE)
+    image, label = preprocessing.crop_image_and_label(
+        image, label, *layout.crop_offset, crop_height, crop_width)
+    return preprocessing.flip_image_and_label(
+        image, label, tf.convert_to_tensor(layout.flip))
+
+
+def test_training_layout_equals_padding_the_canvas_then_cropping():
+    # Sides below, at and above the crop; non-integer pixels, which the
+    # pad's (x - 127.5) + 127.5 rounds, so any reordering would show.
+    rng = np.random.default_rng(0)
+    for height, width in [(3, 5), (4, 4), (7, 2), (2, 9), (9, 8)]:
+        image = tf.constant(rng.uniform(0, 255, [height, width, 3])
+                            .astype(np.float32))
+        label = tf.constant(rng.integers(0, 1000, [height, width, 1])
+                            .astype(np.int32))
+        for _ in range(6):
+            layout = preprocessing.draw_training_layout(
+                tf.constant([height, width]), 4, 4,
+                seed=rng.integers(0, 1000, 2))
+            layout = preprocessing.TrainingLayout(
+                tuple(int(v) for v in layout.pad_offset),
+                tuple(int(v) for v in layout.crop_offset), bool(layout.flip))
+            got = preprocessing.apply_training_layout(image, label, layout, 4,
+                                                      4, IGNORE)
+            expected = _canvas_then_crop(image, label, layout, 4, 4)
+            assert got[0].shape == (4, 4, 3) and got[1].shape == (4, 4, 1)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_training_layout_outside_the_canvas_fails():
+    image, label = _image_and_label(3, 5)
+    for layout, message in [
+            (preprocessing.TrainingLayout((2, 0), (0, 0), False), 'pad:'),
+            (preprocessing.TrainingLayout((0, 0), (0, 2), False), 'crop:')]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            preprocessing.apply_training_layout(
+                tf.cast(image, tf.float32), label, layout, 4, 4, IGNORE)
+
+
 def test_training_seed_is_reproducible_and_flip_probability_one_flips():
     image, label = _image_and_label(9, 9)
     kwargs = dict(crop_height=5, crop_width=5, ignore_label=IGNORE,
@@ -140,6 +186,67 @@ def test_scale_truncates_size():
         tf.cast(image, tf.float32), label, tf.constant(0.5))
     assert scaled.shape == (5, 3, 3) and scaled_label.shape == (5, 3, 1)
     assert scaled_label.dtype == tf.int32
+
+
+def _tf_nearest(label, size):
+    """TF's own aligned-corners nearest resize: the reference."""
+    return tf.raw_ops.ResizeNearestNeighbor(images=label[tf.newaxis],
+                                            size=size, align_corners=True)[0]
+
+
+def test_resize_label_equals_tf_nearest_neighbour():
+    # Along the rows of a [n, 1, 1] ramp (the columns use the same index
+    # rule; the window test below resizes both sides), over every pair of
+    # small sizes and the random-scale sizes of Cityscapes and COCO sides,
+    # where float32 products land on and near halves.
+    pairs = [(n, m) for n in range(1, 25) for m in range(1, 60)]
+    pairs += [(n, int(np.float32(n) * np.float32(s)))
+              for n in (1024, 2048, 640, 427, 1025, 2049)
+              for s in np.linspace(0.5, 2.0, 16)]
+    for in_size, out_size in pairs:
+        ramp = tf.reshape(tf.range(in_size), [in_size, 1, 1])
+        size = tf.constant([out_size, 1])
+        np.testing.assert_array_equal(
+            preprocessing.resize_label(ramp, size), _tf_nearest(ramp, size),
+            err_msg=f'{in_size} -> {out_size}')
+
+
+def test_resize_label_window_is_a_window_of_the_whole():
+    image, label = _image_and_label(13, 17)
+    for size in ([29, 31], [7, 9], [13, 17]):
+        whole = _tf_nearest(label, size)
+        window = preprocessing.resize_label(
+            label, tf.constant(size), window=((2, size[0] - 1), (3, 6)))
+        np.testing.assert_array_equal(window, whole[2:size[0] - 1, 3:6])
+
+
+def test_training_preprocessing_equals_the_direct_composition():
+    # The training path resizes only the label's crop window, and pads
+    # only the image's; the direct way (TF's resizes of the whole image,
+    # the whole canvas, then the crop) with the same draws gives the same.
+    rng = np.random.default_rng(1)
+    image = tf.constant(rng.integers(0, 256, [9, 13, 3]), tf.uint8)
+    label = tf.constant(rng.integers(0, 99, [9, 13, 1]), tf.int32)
+    for index in range(24):
+        seed = tf.constant([3, index], tf.int64)
+        _, out, out_label = preprocessing.preprocess_image_and_label(
+            image, label, crop_height=11, crop_width=15,
+            min_scale_factor=0.5, max_scale_factor=2.0,
+            scale_factor_step_size=0.1, ignore_label=IGNORE,
+            is_training=True, seed=seed)
+        scale_seed, layout_seed, _ = preprocessing._seeds(seed, 3)
+        scale = preprocessing.random_scale(0.5, 2.0, 0.1, scale_seed)
+        size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
+                       tf.int32)
+        scaled = tf.raw_ops.ResizeBilinear(
+            images=tf.cast(image, tf.float32)[tf.newaxis], size=size,
+            align_corners=True)[0]
+        layout = preprocessing.draw_training_layout(size, 11, 15,
+                                                    seed=layout_seed)
+        expected, expected_label = _canvas_then_crop(
+            scaled, _tf_nearest(label, size), layout, 11, 15)
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(out_label, expected_label)
 
 
 def test_training_in_tf_data_with_random_scale():
