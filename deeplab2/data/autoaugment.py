@@ -268,13 +268,8 @@ def apply_sub_policy(image: tf.Tensor, sub_policy, uniforms=None):
     return image
 
 
-def distort(image: tf.Tensor, policy_name: str,
-            seed: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """One random sub-policy of `policy_name` applied to a uint8 image.
-
-    seed: optional [2] int seed for stateless, reproducible draws.
-    """
-    policy = get_policy(policy_name)
+def _draw(policy, seed):
+    """(sub-policy index, one uniform per op) as `distort` draws them."""
     ops_per_sub_policy = max(len(sub_policy) for sub_policy in policy)
     if seed is None:
         choice = tf.random.uniform([], maxval=len(policy), dtype=tf.int32)
@@ -287,9 +282,59 @@ def distort(image: tf.Tensor, policy_name: str,
             [], choice_seed, maxval=len(policy), dtype=tf.int32)
         uniforms = tf.random.stateless_uniform([ops_per_sub_policy],
                                                uniforms_seed)
+    return choice, uniforms
+
+
+def _apply_drawn(image, policy, choice, uniforms):
     branches = [
         lambda sub_policy=sub_policy: apply_sub_policy(image, sub_policy,
                                                        uniforms)
         for sub_policy in policy]
     augmented = tf.switch_case(choice, branches)
     return tf.ensure_shape(augmented, image.shape)
+
+
+def distort(image: tf.Tensor, policy_name: str,
+            seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """One random sub-policy of `policy_name` applied to a uint8 image.
+
+    seed: optional [2] int seed for stateless, reproducible draws.
+    """
+    policy = get_policy(policy_name)
+    return _apply_drawn(image, policy, *_draw(policy, seed))
+
+
+def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
+                   size: tf.Tensor, seed: Optional[tf.Tensor] = None
+                   ) -> tf.Tensor:
+    """The [begin, begin + size) window of the float32 image DeepLab2
+    trains on: `distort` of `image` truncated to uint8, back in float32.
+
+    Equal to slicing that whole result (same draws for the same seed), but
+    when none of the drawn sub-policy's ops applies (more than half the
+    time with DeepLab2's policies) only the window is truncated and cast:
+    the ops that do apply need the whole image (histograms, extremes, the
+    sharpness border).
+
+    Args:
+      image: float32 [H, W, 3] with values in [0, 255].
+      begin, size: [3] int32, as `tf.slice` takes them.
+    """
+    policy = get_policy(policy_name)
+    choice, uniforms = _draw(policy, seed)
+    probabilities = tf.constant(
+        [[probability for _, probability, _ in sub_policy]
+         for sub_policy in policy], tf.float32)
+    applies = tf.reduce_any(_should_apply(
+        tf.gather(probabilities, choice), uniforms[:probabilities.shape[1]]))
+
+    def augmented_whole():
+        augmented = _apply_drawn(tf.cast(image, tf.uint8), policy, choice,
+                                 uniforms)
+        return tf.cast(tf.slice(augmented, begin, size), tf.float32)
+
+    def truncated_window():
+        return tf.cast(tf.cast(tf.slice(image, begin, size), tf.uint8),
+                       tf.float32)
+
+    return tf.cond(applies, augmented_whole, truncated_window)

@@ -310,7 +310,8 @@ def draw_training_layout(image_size: tf.Tensor, crop_height: int,
 def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
                           layout: TrainingLayout, crop_height: int,
                           crop_width: int, ignore_label: Optional[int],
-                          label_size: Optional[tf.Tensor] = None):
+                          label_size: Optional[tf.Tensor] = None,
+                          image_window=tf.slice):
     """Pads, crops and flips as `layout` says: [H, W, *] -> [ch, cw, *].
 
     The result is the crop of the padded canvas (max(size, crop) per side,
@@ -322,6 +323,9 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
     label_size: when given, `label` is still to be resized to it (the
       image's size; nearest, aligned corners, see `resize_label`), and only
       its crop window is computed.
+    image_window: (image, begin, size) -> the image's part of the window,
+      for a photometric augmentation that computes only that part
+      (`autoaugment.distort_window`); default `tf.slice`.
     """
     size = tf.shape(image)[:2]
     crop = tf.constant([crop_height, crop_width])
@@ -354,7 +358,7 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
     extent = tf.concat([end - start, [-1]], 0)
     # DeepLab2 pads (x - 127.5) with zeros and adds 127.5 back; see
     # pad_image_and_label.
-    image = tf.pad(tf.slice(image, begin, extent) - MEAN_PIXEL,
+    image = tf.pad(image_window(image, begin, extent) - MEAN_PIXEL,
                    paddings) + MEAN_PIXEL
     image = tf.ensure_shape(image, [crop_height, crop_width, None])
     if label is not None:
@@ -434,18 +438,21 @@ def preprocess_image_and_label(
     scaled = scale_image_and_label(image, None, scale)[0]
     label_size = None if scaled is image else tf.shape(scaled)[:2]
     image = scaled
+    image_window = tf.slice
     if autoaugment_policy:
         # DeepLab2 truncates the scaled image to uint8 for the photometric
-        # ops, whether or not the drawn ops then apply.
-        image = tf.cast(autoaugment.distort(
-            tf.cast(image, tf.uint8), autoaugment_policy, augment_seed),
-            tf.float32)
+        # ops, whether or not the drawn ops then apply; the crop window is
+        # all that is kept of it.
+        def image_window(image, begin, size):
+            return autoaugment.distort_window(image, autoaugment_policy,
+                                              begin, size, augment_seed)
     if layout is None:
         layout = draw_training_layout(tf.shape(image)[:2], crop_height,
                                       crop_width, flip_probability,
                                       layout_seed)
     image, label = apply_training_layout(image, label, layout, crop_height,
-                                         crop_width, ignore_label, label_size)
+                                         crop_width, ignore_label, label_size,
+                                         image_window)
     return resized_image, image, label
 
 

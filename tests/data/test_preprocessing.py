@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab2.data import autoaugment
 from deeplab2.data import preprocessing
 
 IGNORE = 255000
@@ -220,10 +221,13 @@ def test_resize_label_window_is_a_window_of_the_whole():
         np.testing.assert_array_equal(window, whole[2:size[0] - 1, 3:6])
 
 
-def test_training_preprocessing_equals_the_direct_composition():
-    # The training path resizes only the label's crop window, and pads
-    # only the image's; the direct way (TF's resizes of the whole image,
-    # the whole canvas, then the crop) with the same draws gives the same.
+@pytest.mark.parametrize('policy', ['', 'simple_classification_policy'])
+def test_training_preprocessing_equals_the_direct_composition(policy):
+    # The training path resizes only the label's crop window, pads only the
+    # image's and, without an AutoAugment op to apply, truncates only that
+    # window to uint8; the direct way (TF's resizes of the whole image, the
+    # whole image through autoaugment.distort, the whole canvas, then the
+    # crop) with the same draws gives the same.
     rng = np.random.default_rng(1)
     image = tf.constant(rng.integers(0, 256, [9, 13, 3]), tf.uint8)
     label = tf.constant(rng.integers(0, 99, [9, 13, 1]), tf.int32)
@@ -233,14 +237,17 @@ def test_training_preprocessing_equals_the_direct_composition():
             image, label, crop_height=11, crop_width=15,
             min_scale_factor=0.5, max_scale_factor=2.0,
             scale_factor_step_size=0.1, ignore_label=IGNORE,
-            is_training=True, seed=seed)
-        scale_seed, layout_seed, _ = preprocessing._seeds(seed, 3)
+            is_training=True, seed=seed, autoaugment_policy=policy)
+        scale_seed, layout_seed, augment_seed = preprocessing._seeds(seed, 3)
         scale = preprocessing.random_scale(0.5, 2.0, 0.1, scale_seed)
         size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
                        tf.int32)
         scaled = tf.raw_ops.ResizeBilinear(
             images=tf.cast(image, tf.float32)[tf.newaxis], size=size,
             align_corners=True)[0]
+        if policy:
+            scaled = tf.cast(autoaugment.distort(
+                tf.cast(scaled, tf.uint8), policy, augment_seed), tf.float32)
         layout = preprocessing.draw_training_layout(size, 11, 15,
                                                     seed=layout_seed)
         expected, expected_label = _canvas_then_crop(
