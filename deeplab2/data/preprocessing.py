@@ -327,6 +327,8 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
       for a photometric augmentation that computes only that part
       (`autoaugment.distort_window`); default `tf.slice`.
     """
+    channels = image.shape[-1]
+    label_channels = None if label is None else label.shape[-1]
     size = tf.shape(image)[:2]
     crop = tf.constant([crop_height, crop_width])
     canvas = tf.maximum(size, crop)
@@ -360,7 +362,7 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
     # pad_image_and_label.
     image = tf.pad(image_window(image, begin, extent) - MEAN_PIXEL,
                    paddings) + MEAN_PIXEL
-    image = tf.ensure_shape(image, [crop_height, crop_width, None])
+    image = tf.ensure_shape(image, [crop_height, crop_width, channels])
     if label is not None:
         if ignore_label is None:
             raise ValueError('Padding a label needs its ignore_label.')
@@ -371,7 +373,8 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
                                  window=((start[0], end[0]),
                                          (start[1], end[1])))
         label = tf.pad(label, paddings, constant_values=ignore_label)
-        label = tf.ensure_shape(label, [crop_height, crop_width, None])
+        label = tf.ensure_shape(label, [crop_height, crop_width,
+                                        label_channels])
     return flip_image_and_label(image, label, tf.convert_to_tensor(layout.flip))
 
 
