@@ -325,8 +325,8 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
     probabilities = tf.constant(
         [[probability for _, probability, _ in sub_policy]
          for sub_policy in policy], tf.float32)
-    applies = tf.reduce_any(_should_apply(
-        tf.gather(probabilities, choice), uniforms[:probabilities.shape[1]]))
+    applies = tf.reduce_any(_should_apply(tf.gather(probabilities, choice),
+                                          uniforms))
 
     def augmented_whole():
         augmented = _apply_drawn(tf.cast(image, tf.uint8), policy, choice,

@@ -25,7 +25,6 @@ listing code is TensorFlow-free too can be a single module
 
 import dataclasses
 import io
-import logging
 import os
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -67,7 +66,7 @@ class PreparedExample:
     width: int
     panoptic_label: Optional[np.ndarray] = None
     semantic_png: Optional[bytes] = None
-    # Messages for the user, logged by the writing process (`convert_splits`):
+    # Messages for the user, logged by the writing process (sharded_writer):
     # a worker's own log lines would bypass the logging the user set up.
     warnings: tuple[str, ...] = ()
 
@@ -142,15 +141,6 @@ def to_record(prepared: PreparedExample) -> bytes:
     return example.SerializeToString()
 
 
-def _logged_record(prepared: PreparedExample) -> bytes:
-    """`to_record`, after logging the example's warnings (in the writing
-    process, so they reach absl's handler or a test's capture). A rerun
-    that keeps a complete shard does not repeat its warnings."""
-    for warning in prepared.warnings:
-        logging.warning('%s', warning)
-    return to_record(prepared)
-
-
 def convert_splits(splits: Iterable[str],
                    jobs_of_split: Callable[[str], Sequence[ImageJob]],
                    prepare: Callable[[ImageJob], PreparedExample],
@@ -180,5 +170,5 @@ def convert_splits(splits: Iterable[str],
     jobs_by_split = {split: jobs_of_split(split) for split in splits}
     from deeplab2.data import sharded_writer  # Loads TensorFlow: see above.
     return sharded_writer.write_splits(
-        jobs_by_split, output_dir, num_shards, prepare, _logged_record,
+        jobs_by_split, output_dir, num_shards, prepare, to_record,
         num_workers=num_workers, show_progress=show_progress)

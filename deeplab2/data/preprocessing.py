@@ -193,6 +193,13 @@ def scale_image_and_label(image: tf.Tensor, label: Optional[tf.Tensor],
     return resize_image_and_label(image, label, size)
 
 
+def _pad_image(image: tf.Tensor, paddings) -> tf.Tensor:
+    """DeepLab2's image padding: subtract 127.5, pad with zeros, add 127.5
+    back, rather than pad with 127.5: bit-identical to DeepLab2 also on the
+    unpadded, non-integer pixels of a resized image."""
+    return tf.pad(image - MEAN_PIXEL, paddings) + MEAN_PIXEL
+
+
 def pad_image_and_label(image: tf.Tensor, label: Optional[tf.Tensor],
                         offset_height, offset_width, target_height,
                         target_width, ignore_label: Optional[int] = None):
@@ -217,30 +224,11 @@ def pad_image_and_label(image: tf.Tensor, label: Optional[tf.Tensor],
     ]
     with tf.control_dependencies(checks):
         paddings = [[offset_height, bottom], [offset_width, right], [0, 0]]
-    # Subtract/pad/add rather than pad with 127.5: bit-identical to DeepLab2
-    # also on the unpadded, non-integer pixels of a resized image.
-    image = tf.pad(image - MEAN_PIXEL, paddings) + MEAN_PIXEL
+    image = _pad_image(image, paddings)
     if label is not None:
         if ignore_label is None:
             raise ValueError('Padding a label needs its ignore_label.')
         label = tf.pad(label, paddings, constant_values=ignore_label)
-    return image, label
-
-
-def crop_image_and_label(image: tf.Tensor, label: Optional[tf.Tensor],
-                         offset_height, offset_width, crop_height: int,
-                         crop_width: int):
-    """Crops [crop_height, crop_width] at the offset from [H, W, C] / [H, W, 1]."""
-    shape = tf.shape(image)
-    checks = [tf.debugging.assert_greater_equal(
-        shape[:2] - tf.stack([offset_height, offset_width]),
-        tf.constant([crop_height, crop_width]),
-        message='crop: window exceeds the image')]
-    with tf.control_dependencies(checks):
-        begin = tf.stack([offset_height, offset_width, 0])
-    image = tf.slice(image, begin, [crop_height, crop_width, -1])
-    if label is not None:
-        label = tf.slice(label, begin, [crop_height, crop_width, -1])
     return image, label
 
 
@@ -358,10 +346,7 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
                          tf.stack([before[1], after[1]]), [0, 0]])
     begin = tf.concat([start, [0]], 0)
     extent = tf.concat([end - start, [-1]], 0)
-    # DeepLab2 pads (x - 127.5) with zeros and adds 127.5 back; see
-    # pad_image_and_label.
-    image = tf.pad(image_window(image, begin, extent) - MEAN_PIXEL,
-                   paddings) + MEAN_PIXEL
+    image = _pad_image(image_window(image, begin, extent), paddings)
     image = tf.ensure_shape(image, [crop_height, crop_width, channels])
     if label is not None:
         if ignore_label is None:

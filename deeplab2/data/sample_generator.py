@@ -187,10 +187,10 @@ def generate_sample(decoded: dict, options: SampleOptions, is_training: bool,
       semantic-only dataset); at eval also RESIZED_IMAGE, IMAGE_NAME,
       GT_SIZE_RAW and (with a label) the *_RAW labels.
     """
-    resized_image, image, label = preprocess(decoded, options, is_training,
-                                             seed, layout)
     if is_training and not with_targets:
         raise ValueError('Training samples need their targets.')
+    resized_image, image, label = preprocess(decoded, options, is_training,
+                                             seed, layout)
     sample = {common.IMAGE: image}
     if label is not None and with_targets and not options.has_instances:
         sample.update(targets.semantic_targets(label))

@@ -14,7 +14,9 @@ rest, the same way for every dataset:
   removed);
 * jobs are prepared by a `spawn` process pool (or in this process when one
   worker is asked for), in order, with a bounded number in flight;
-* a one-line counter per split goes to stderr (`progress.Progress`).
+* a one-line counter per split goes to stderr (`progress.Progress`);
+* a prepared job's `warnings` (strings, if it has that attribute) are
+  logged here, as its record is written.
 """
 
 import collections
@@ -91,6 +93,16 @@ def preparer(prepare: PrepareFn, num_workers: int):
             raise
 
 
+def _log_warnings(prepared, progress: progress_lib.Progress) -> None:
+    """Logs a prepared job's `warnings` (worker processes return them: their
+    own log lines would bypass the logging set up here), each starting at
+    the left margin rather than after the live counter. A rerun that keeps
+    a complete shard does not repeat its warnings."""
+    for warning in getattr(prepared, 'warnings', ()):
+        progress.clear()
+        logging.warning('%s', warning)
+
+
 def write_shard(path: str, jobs: Sequence, prepare_jobs, to_record: ToRecordFn,
                 progress: progress_lib.Progress) -> None:
     """Writes one shard under a temporary name, renamed when complete."""
@@ -98,7 +110,7 @@ def write_shard(path: str, jobs: Sequence, prepare_jobs, to_record: ToRecordFn,
     def write(temporary: str) -> None:
         with tf.io.TFRecordWriter(temporary) as writer:
             for prepared in prepare_jobs(jobs):
-                progress.clear()  # to_record may log a warning about it
+                _log_warnings(prepared, progress)
                 writer.write(to_record(prepared))
                 progress.advance()
 
