@@ -124,22 +124,35 @@ def auto_contrast(image: tf.Tensor) -> tf.Tensor:
 
 def equalize(image: tf.Tensor) -> tf.Tensor:
     """Histogram equalization per channel, PIL's lookup-table rule."""
+    return apply_channel_tables(image, equalize_tables(image))
 
-    def equalize_channel(channel):
-        channel = tf.cast(channel, tf.int32)
-        histogram = tf.histogram_fixed_width(channel, [0, 255], nbins=256)
+
+def equalize_tables(image: tf.Tensor) -> tf.Tensor:
+    """Equalize's lookup table of each channel of `image`: [3, 256] int32
+    (the identity for a channel PIL leaves as it is)."""
+
+    def channel_table(channel):
+        histogram = tf.histogram_fixed_width(tf.cast(channel, tf.int32),
+                                             [0, 255], nbins=256)
         # PIL leaves out the count of the brightest occupied level.
         occupied = tf.boolean_mask(histogram, histogram > 0)
         step = (tf.reduce_sum(occupied) - occupied[-1]) // 255
 
-        def lookup():
+        def table():
             table = (tf.cumsum(histogram) + step // 2) // step
-            table = tf.clip_by_value(tf.concat([[0], table[:-1]], 0), 0, 255)
-            return tf.gather(table, channel)
+            return tf.clip_by_value(tf.concat([[0], table[:-1]], 0), 0, 255)
 
-        return tf.cast(tf.cond(step > 0, lookup, lambda: channel), tf.uint8)
+        return tf.cond(step > 0, table, lambda: tf.range(256))
 
-    return _per_channel(image, equalize_channel)
+    return tf.stack([channel_table(image[..., c]) for c in range(3)])
+
+
+def apply_channel_tables(image: tf.Tensor, tables: tf.Tensor) -> tf.Tensor:
+    """Maps each value of channel c of uint8 `image` through tables[c]."""
+    # One gather over the flattened tables: no per-channel slices to stack.
+    flat = tf.reshape(tf.cast(tables, tf.uint8), [-1])
+    return tf.gather(flat, tf.cast(image, tf.int32) +
+                     tf.constant([0, 256, 512]))
 
 
 def invert(image: tf.Tensor) -> tf.Tensor:
@@ -164,15 +177,19 @@ def color(image: tf.Tensor, factor: float) -> tf.Tensor:
     return blend(grey, image, factor)
 
 
-def contrast(image: tf.Tensor, factor: float) -> tf.Tensor:
+def contrast(image: tf.Tensor, factor: float,
+             pixels: tf.Tensor | None = None) -> tf.Tensor:
     """Blends from a constant grey towards the image.
 
     The grey is DeepLab2's: the pixel count / 256 (its histogram sum over
     256 bins, meant as a mean), clipped to 255 and truncated to uint8.
+
+    pixels: the pixel count of the whole image when `image` is a part of it.
     """
     shape = tf.shape(image)
-    pixels = tf.cast(shape[0] * shape[1], tf.float32)
-    grey = _to_uint8(pixels / 256.0)
+    if pixels is None:
+        pixels = shape[0] * shape[1]
+    grey = _to_uint8(tf.cast(pixels, tf.float32) / 256.0)
     return blend(tf.fill(shape, grey), image, factor)
 
 
@@ -184,14 +201,37 @@ def brightness(image: tf.Tensor, factor: float) -> tf.Tensor:
 def sharpness(image: tf.Tensor, factor: float) -> tf.Tensor:
     """Blends from a smoothed image (PIL's SMOOTH kernel on the interior,
     the original one-pixel border) towards the image."""
+    size = tf.shape(image)[:2]
+    origin = tf.zeros([2], tf.int32)
+    return _sharpness_window(image, factor, origin, size, origin, size)
+
+
+def _sharpness_window(part: tf.Tensor, factor: float, part_start: tf.Tensor,
+                      image_size: tf.Tensor, start: tf.Tensor,
+                      size: tf.Tensor) -> tf.Tensor:
+    """Sharpness of the `size` pixels from `start` of an image of
+    `image_size`, computed from `part`, its rows and columns from
+    `part_start`, which holds the window and the 3x3 neighbourhood of every
+    window pixel off the image's border. All positions are in the image's
+    coordinates, [2] int32 (row, column)."""
     kernel = tf.constant([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]]) / 13.0
     kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
     smoothed = tf.nn.depthwise_conv2d(
-        tf.cast(image, tf.float32)[tf.newaxis], kernel,
+        tf.cast(part, tf.float32)[tf.newaxis], kernel,
         strides=[1, 1, 1, 1], padding='VALID')[0]
-    interior = tf.pad(tf.ones_like(smoothed, tf.bool), [[1, 1], [1, 1], [0, 0]])
+    # Aligned with `part` again; its edge is either the image's border,
+    # which keeps its values, or outside the window.
     smoothed = tf.pad(_to_uint8(smoothed), [[1, 1], [1, 1], [0, 0]])
-    return blend(tf.where(interior, smoothed, image), image, factor)
+    begin = tf.concat([start - part_start, [0]], 0)
+    extent = tf.concat([size, [-1]], 0)
+    smoothed = tf.slice(smoothed, begin, extent)
+    window = tf.slice(part, begin, extent)
+    rows = start[0] + tf.range(size[0])
+    cols = start[1] + tf.range(size[1])
+    interior = (((rows >= 1) & (rows < image_size[0] - 1))[:, tf.newaxis] &
+                ((cols >= 1) & (cols < image_size[1] - 1))[tf.newaxis, :])
+    return blend(tf.where(interior[..., tf.newaxis], smoothed, window),
+                 window, factor)
 
 
 def _enhance_factor(fraction: float) -> float:
@@ -304,6 +344,68 @@ def distort(image: tf.Tensor, policy_name: str,
     return _apply_drawn(image, policy, *_draw(policy, seed))
 
 
+# How each op reads its input, for computing a window of the result alone.
+# These map every pixel on its own (Contrast given the image's pixel count):
+_POINTWISE = ('Invert', 'Posterize', 'Solarize', 'Color', 'Contrast',
+              'Brightness')
+# These map every pixel through statistics of the whole image:
+_WHOLE_IMAGE_STATISTICS = ('AutoContrast', 'Equalize')
+# Sharpness reads each pixel's 3x3 neighbourhood.
+
+
+def _grown(region, image_size):
+    """A (start, end) region one pixel larger on each side, in the image."""
+    start, end = region
+    return tf.maximum(start - 1, 0), tf.minimum(end + 1, image_size)
+
+
+def _slice(image, region, within):
+    """The part of `image` (which covers region `within`) in `region`."""
+    begin = tf.concat([region[0] - within[0], [0]], 0)
+    return tf.slice(image, begin, tf.concat([region[1] - region[0], [-1]], 0))
+
+
+def _apply_to_window(image: tf.Tensor, ops, window) -> tf.Tensor:
+    """`ops` [(name, argument)] applied in turn to the uint8 truncation of
+    the float32 `image`, computing only what the (start, end) `window` of
+    the result needs; returns that window, uint8.
+
+    Working backwards from the window: a pointwise op needs its input on
+    the same region, Sharpness one pixel more on each side; an op with
+    whole-image statistics, and so every op before it, needs the whole
+    image.
+    """
+    image_size = tf.shape(image)[:2]
+    whole = (tf.zeros([2], tf.int32), image_size)
+    last_statistics = max((index for index, (name, _) in enumerate(ops)
+                           if name in _WHOLE_IMAGE_STATISTICS), default=-1)
+    # regions[k]: the region of the input of op k; regions[-1] the output's.
+    regions = [window]
+    for index in reversed(range(len(ops))):
+        if index <= last_statistics:
+            regions.insert(0, whole)
+        elif ops[index][0] == 'Sharpness':
+            regions.insert(0, _grown(regions[0], image_size))
+        else:
+            regions.insert(0, regions[0])
+    part = tf.cast(_slice(image, regions[0], whole), tf.uint8)
+    for index, (name, argument) in enumerate(ops):
+        given, wanted = regions[index], regions[index + 1]
+        if name == 'Sharpness':
+            part = _sharpness_window(part, argument, given[0], image_size,
+                                     wanted[0], wanted[1] - wanted[0])
+        elif name == 'Contrast':
+            part = contrast(part, argument, image_size[0] * image_size[1])
+        elif name == 'Equalize':
+            part = apply_channel_tables(_slice(part, wanted, given),
+                                        equalize_tables(part))
+        elif name in _POINTWISE:
+            part = apply_op(part, name, argument)
+        else:  # Whole image in and out.
+            part = _slice(apply_op(part, name, argument), wanted, given)
+    return part
+
+
 def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
                    size: tf.Tensor, seed: Optional[tf.Tensor] = None
                    ) -> tf.Tensor:
@@ -311,10 +413,11 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
     trains on: `distort` of `image` truncated to uint8, back in float32.
 
     Equal to slicing that whole result (same draws for the same seed), but
-    when none of the drawn sub-policy's ops applies (more than half the
-    time with DeepLab2's policies) only the window is truncated and cast:
-    the ops that do apply need the whole image (histograms, extremes, the
-    sharpness border).
+    only what the window needs is computed: the window itself for the
+    pointwise ops (and when no drawn op applies, more than half the time
+    with DeepLab2's policies), one pixel more per Sharpness, and the whole
+    image only up to an op with whole-image statistics (Equalize's
+    histogram), whose lookup is again applied to the window alone.
 
     Args:
       image: float32 [H, W, 3] with values in [0, 255].
@@ -322,19 +425,22 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
     """
     policy = get_policy(policy_name)
     choice, uniforms = _draw(policy, seed)
+    ops_per_sub_policy = max(len(sub_policy) for sub_policy in policy)
+    window = (begin[:2], begin[:2] + size[:2])
+    # One branch per sub-policy and subset of its ops that applies.
+    branches = []
+    for sub_policy in policy:
+        for mask in range(2 ** ops_per_sub_policy):
+            ops = [(name, level_to_argument(name, level))
+                   for bit, (name, _, level) in enumerate(sub_policy)
+                   if mask >> bit & 1]
+            branches.append(lambda ops=ops: tf.cast(
+                _apply_to_window(image, ops, window), tf.float32))
     probabilities = tf.constant(
         [[probability for _, probability, _ in sub_policy]
+         + [0.0] * (ops_per_sub_policy - len(sub_policy))
          for sub_policy in policy], tf.float32)
-    applies = tf.reduce_any(_should_apply(tf.gather(probabilities, choice),
-                                          uniforms))
-
-    def augmented_whole():
-        augmented = _apply_drawn(tf.cast(image, tf.uint8), policy, choice,
-                                 uniforms)
-        return tf.cast(tf.slice(augmented, begin, size), tf.float32)
-
-    def truncated_window():
-        return tf.cast(tf.cast(tf.slice(image, begin, size), tf.uint8),
-                       tf.float32)
-
-    return tf.cond(applies, augmented_whole, truncated_window)
+    applies = _should_apply(tf.gather(probabilities, choice), uniforms)
+    mask = tf.reduce_sum(tf.cast(applies, tf.int32) *
+                         2 ** tf.range(ops_per_sub_policy))
+    return tf.switch_case(choice * 2 ** ops_per_sub_policy + mask, branches)

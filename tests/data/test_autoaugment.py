@@ -126,3 +126,75 @@ def test_distort_draws_from_the_seed_and_runs_in_tf_data(
     candidates = autoaugment_outcomes(image, name)
     for seed, out in zip(seeds, first):
         assert any(np.array_equal(out, c) for c in candidates), seed
+
+
+def _fractional_image_with_flat_patches(height, width):
+    # Fractional values (a resized image) with flat patches: in a flat patch
+    # Sharpness' smoothing is an integer in exact arithmetic, where a
+    # different rounding of the sum would truncate one lower.
+    rng = np.random.default_rng(11)
+    image = rng.uniform(0, 255, [height, width, 3]).astype(np.float32)
+    image[2:9, 3:12] = 200.0
+    image[10:, :6] = 13.0
+    image[:, -4:] = 255.0
+    return tf.constant(image)
+
+
+def _windows(height, width):
+    rng = np.random.default_rng(3)
+    windows = [(0, 0, height, width), (0, 0, 1, 1),
+               (height - 1, width - 1, height, width), (0, 4, height, 5),
+               (5, 0, 6, width), (7, 8, 8, 9), (1, 1, height - 1, width - 1)]
+    for _ in range(12):
+        top, bottom = sorted(rng.choice(height + 1, 2, replace=False))
+        left, right = sorted(rng.choice(width + 1, 2, replace=False))
+        windows.append((top, left, bottom, right))
+    return windows
+
+
+def test_a_window_computed_alone_equals_that_window_of_the_whole():
+    # `_apply_to_window` works back from the window (Sharpness one pixel
+    # more per side, the whole image up to a histogram); the reference
+    # applies the ops to the whole truncated image, then slices.
+    height, width = 19, 26
+    image = _fractional_image_with_flat_patches(height, width)
+    sequences = []
+    for name in ('simple_classification_policy',
+                 'simple_classification_policy_magnitude_scale_0.2'):
+        for sub_policy in autoaugment.get_policy(name):
+            for mask in range(4):
+                sequences.append([op for bit, op in enumerate(sub_policy)
+                                  if mask >> bit & 1])
+    sequences += [[(name, 1.0, 7)] for name in autoaugment.REDUCED_OPERATIONS]
+    sequences += [[('Sharpness', 1.0, 9), ('Sharpness', 1.0, 2)],
+                  [('Equalize', 1.0, 0), ('Sharpness', 1.0, 9)],
+                  [('Sharpness', 1.0, 9), ('AutoContrast', 1.0, 0),
+                   ('Contrast', 1.0, 3)]]
+    apply = tf.function(autoaugment._apply_to_window, autograph=False)
+    for sequence in sequences:
+        whole = autoaugment.apply_sub_policy(tf.cast(image, tf.uint8),
+                                             sequence).numpy()
+        ops = [(name, autoaugment.level_to_argument(name, level))
+               for name, _, level in sequence]
+        for top, left, bottom, right in _windows(height, width):
+            window = (tf.constant([top, left]), tf.constant([bottom, right]))
+            np.testing.assert_array_equal(
+                apply(image, ops, window), whole[top:bottom, left:right],
+                err_msg=f'{sequence} {(top, left, bottom, right)}')
+
+
+def test_distort_window_draws_as_distort_does():
+    image = _fractional_image_with_flat_patches(19, 26)
+    name = 'simple_classification_policy'
+    distort_window = tf.function(autoaugment.distort_window)
+    applied = 0
+    for index in range(40):
+        seed = tf.constant([9, index], tf.int64)
+        whole = autoaugment.distort(tf.cast(image, tf.uint8), name, seed)
+        begin, size = tf.constant([3, 5, 0]), tf.constant([12, 18, -1])
+        np.testing.assert_array_equal(
+            distort_window(image, name, begin, size, seed),
+            tf.cast(tf.slice(whole, begin, size), tf.float32),
+            err_msg=f'seed {index}')
+        applied += not np.array_equal(whole, tf.cast(image, tf.uint8))
+    assert 0 < applied < 40
