@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from deeplab2.model.layers import activations
 from deeplab2.model.layers import base
+from deeplab2.model.layers import depthwise
 from deeplab2.model.layers.normalization import BatchNormOptions
 
 
@@ -236,7 +237,7 @@ class DepthwiseConv2DSame(_ConvBlock):
                  activation: str | None = None, **kwargs):
         super().__init__(kernel_size, strides, atrous_rate, use_bias, use_bn,
                          batch_norm, activation, **kwargs)
-        self._depthwise_conv = keras.layers.DepthwiseConv2D(
+        self._depthwise_conv = depthwise.DepthwiseConv2D(
             kernel_size, strides=strides, padding=self._conv_padding(),
             dilation_rate=atrous_rate, use_bias=use_bias,
             name='depthwise_conv')
