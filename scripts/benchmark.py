@@ -163,7 +163,10 @@ BENCHMARKS = {'network': _network, 'postprocess': _postprocess,
 def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHMARKS:
         raise app.UsageError(f'Name one benchmark: {", ".join(BENCHMARKS)}')
+    from deeplab2 import allocator
     from deeplab2 import host
+    # As the trainer and evaluator run (deeplab2/allocator.py).
+    allocator.keep_large_blocks()
     text = json.dumps({argv[1]: BENCHMARKS[argv[1]](),
                        'host': host.describe()}, indent=2)
     print(text)

@@ -407,8 +407,8 @@ def _apply_to_window(image: tf.Tensor, ops, window) -> tf.Tensor:
 
 
 def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
-                   size: tf.Tensor, seed: Optional[tf.Tensor] = None
-                   ) -> tf.Tensor:
+                   size: tf.Tensor, seed: Optional[tf.Tensor] = None,
+                   mirror=False) -> tf.Tensor:
     """The [begin, begin + size) window of the float32 image DeepLab2
     trains on: `distort` of `image` truncated to uint8, back in float32.
 
@@ -422,6 +422,8 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
     Args:
       image: float32 [H, W, 3] with values in [0, 255].
       begin, size: [3] int32, as `tf.slice` takes them.
+      mirror: boolean; the window comes out mirrored left-right (reversed
+        while still uint8, a quarter of the bytes of float32).
     """
     policy = get_policy(policy_name)
     choice, uniforms = _draw(policy, seed)
@@ -434,8 +436,8 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
             ops = [(name, level_to_argument(name, level))
                    for bit, (name, _, level) in enumerate(sub_policy)
                    if mask >> bit & 1]
-            branches.append(lambda ops=ops: tf.cast(
-                _apply_to_window(image, ops, window), tf.float32))
+            branches.append(lambda ops=ops: _apply_to_window(image, ops,
+                                                             window))
     probabilities = tf.constant(
         [[probability for _, probability, _ in sub_policy]
          + [0.0] * (ops_per_sub_policy - len(sub_policy))
@@ -443,4 +445,7 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
     applies = _should_apply(tf.gather(probabilities, choice), uniforms)
     mask = tf.reduce_sum(tf.cast(applies, tf.int32) *
                          2 ** tf.range(ops_per_sub_policy))
-    return tf.switch_case(choice * 2 ** ops_per_sub_policy + mask, branches)
+    part = tf.switch_case(choice * 2 ** ops_per_sub_policy + mask, branches)
+    part = tf.cond(tf.convert_to_tensor(mirror), lambda: tf.reverse(part, [1]),
+                   lambda: part)
+    return tf.cast(part, tf.float32)

@@ -114,8 +114,8 @@ def nearest_source_indices(in_size, out_size, start, stop) -> tf.Tensor:
     return tf.minimum(index, in_size - 1)
 
 
-def resize_label(label: tf.Tensor, size: tf.Tensor, window=None
-                 ) -> tf.Tensor:
+def resize_label(label: tf.Tensor, size: tf.Tensor, window=None,
+                 mirror=False) -> tf.Tensor:
     """Aligned-corners nearest-neighbour resize of [H, W, C] `label` to
     `size` [2] (equal to TF's ResizeNearestNeighbor with align_corners, as
     DeepLab2 resizes labels), as two gathers, which are several times
@@ -123,12 +123,16 @@ def resize_label(label: tf.Tensor, size: tf.Tensor, window=None
 
     window: optional ((row_start, row_stop), (col_start, col_stop)) of the
       resized label to compute alone.
+    mirror: boolean; the result mirrored left-right (free: the column
+      indices are reversed).
     """
     in_size = tf.shape(label)[:2]
     if window is None:
         window = ((0, size[0]), (0, size[1]))
     rows = nearest_source_indices(in_size[0], size[0], *window[0])
     cols = nearest_source_indices(in_size[1], size[1], *window[1])
+    cols = tf.cond(tf.convert_to_tensor(mirror), lambda: tf.reverse(cols, [0]),
+                   lambda: cols)
     # The column gather moves single elements, the row gather whole rows:
     # gather columns on whichever of input and output has fewer rows.
     return tf.cond(
@@ -232,12 +236,13 @@ def pad_image_and_label(image: tf.Tensor, label: Optional[tf.Tensor],
     return image, label
 
 
-def flip_image_and_label(image: tf.Tensor, label: Optional[tf.Tensor], flip):
-    """Reverses the width axis of both when the boolean `flip` is true."""
-    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
-    if label is not None:
-        label = tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label)
-    return image, label
+def window_slice(image: tf.Tensor, begin: tf.Tensor, size: tf.Tensor,
+                 mirror) -> tf.Tensor:
+    """tf.slice(image, begin, size), mirrored left-right when the boolean
+    `mirror` is true. (A strided slice with stride -1 would copy once, but
+    TF runs it several times slower than a slice and a reverse.)"""
+    window = tf.slice(image, begin, size)
+    return tf.cond(mirror, lambda: tf.reverse(window, [1]), lambda: window)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,7 +304,7 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
                           layout: TrainingLayout, crop_height: int,
                           crop_width: int, ignore_label: Optional[int],
                           label_size: Optional[tf.Tensor] = None,
-                          image_window=tf.slice):
+                          image_window=window_slice):
     """Pads, crops and flips as `layout` says: [H, W, *] -> [ch, cw, *].
 
     The result is the crop of the padded canvas (max(size, crop) per side,
@@ -311,9 +316,10 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
     label_size: when given, `label` is still to be resized to it (the
       image's size; nearest, aligned corners, see `resize_label`), and only
       its crop window is computed.
-    image_window: (image, begin, size) -> the image's part of the window,
-      for a photometric augmentation that computes only that part
-      (`autoaugment.distort_window`); default `tf.slice`.
+    image_window: (image, begin, size, mirror) -> the image's part of the
+      window, mirrored left-right when `mirror`, for a photometric
+      augmentation that computes only that part
+      (`autoaugment.distort_window`); default `window_slice`.
     """
     channels = image.shape[-1]
     label_channels = None if label is None else label.shape[-1]
@@ -342,25 +348,30 @@ def apply_training_layout(image: tf.Tensor, label: Optional[tf.Tensor],
     end = tf.clip_by_value(crop_offset - pad_offset + crop, 0, size)
     before = tf.maximum(pad_offset - crop_offset, 0)
     after = crop - before - (end - start)
+    # The flip mirrors the padded crop: the window mirrored, with its left
+    # and right padding swapped (the pad arithmetic is elementwise).
+    flip = tf.convert_to_tensor(layout.flip)
+    left, right = tf.cond(flip, lambda: (after[1], before[1]),
+                          lambda: (before[1], after[1]))
     paddings = tf.stack([tf.stack([before[0], after[0]]),
-                         tf.stack([before[1], after[1]]), [0, 0]])
+                         tf.stack([left, right]), [0, 0]])
     begin = tf.concat([start, [0]], 0)
     extent = tf.concat([end - start, [-1]], 0)
-    image = _pad_image(image_window(image, begin, extent), paddings)
+    image = _pad_image(image_window(image, begin, extent, flip), paddings)
     image = tf.ensure_shape(image, [crop_height, crop_width, channels])
     if label is not None:
         if ignore_label is None:
             raise ValueError('Padding a label needs its ignore_label.')
         if label_size is None:
-            label = tf.slice(label, begin, extent)
+            label = window_slice(label, begin, extent, flip)
         else:
             label = resize_label(label, label_size,
                                  window=((start[0], end[0]),
-                                         (start[1], end[1])))
+                                         (start[1], end[1])), mirror=flip)
         label = tf.pad(label, paddings, constant_values=ignore_label)
         label = tf.ensure_shape(label, [crop_height, crop_width,
                                         label_channels])
-    return flip_image_and_label(image, label, tf.convert_to_tensor(layout.flip))
+    return image, label
 
 
 def preprocess_image_and_label(
@@ -426,14 +437,15 @@ def preprocess_image_and_label(
     scaled = scale_image_and_label(image, None, scale)[0]
     label_size = None if scaled is image else tf.shape(scaled)[:2]
     image = scaled
-    image_window = tf.slice
+    image_window = window_slice
     if autoaugment_policy:
         # DeepLab2 truncates the scaled image to uint8 for the photometric
         # ops, whether or not the drawn ops then apply; the crop window is
         # all that is kept of it.
-        def image_window(image, begin, size):
+        def image_window(image, begin, size, mirror):
             return autoaugment.distort_window(image, autoaugment_policy,
-                                              begin, size, augment_seed)
+                                              begin, size, augment_seed,
+                                              mirror)
     if layout is None:
         layout = draw_training_layout(tf.shape(image)[:2], crop_height,
                                       crop_width, flip_probability,

@@ -76,8 +76,10 @@ def main(argv):
     del argv
     # Imported here so --help answers without loading TensorFlow.
     import keras
+    from deeplab2 import allocator
     from deeplab2 import config as config_lib
     from deeplab2.trainer import runner
+    allocator.keep_large_blocks()
     config = config_lib.load_config(_CONFIG_FILE.value, _CONFIG_OVERRIDE.value)
     if _SEED.value is not None:
         keras.utils.set_random_seed(_SEED.value)

@@ -50,13 +50,35 @@ def test_pad_too_small_target_fails():
             tf.cast(image, tf.float32), label, 1, 0, 4, 4, IGNORE)
 
 
-def test_flip():
+def test_window_slice_mirrors():
     image, label = _image_and_label(5, 6)
-    cropped, cropped_label = image[1:4, 2:6], label[1:4, 2:6]
-    flipped, flipped_label = preprocessing.flip_image_and_label(
-        cropped, cropped_label, tf.constant(True))
-    np.testing.assert_array_equal(flipped_label, label[1:4, 2:6][:, ::-1])
-    np.testing.assert_array_equal(flipped, image[1:4, 2:6][:, ::-1])
+    window_slice = tf.function(preprocessing.window_slice)
+    # Windows from the first column, inside, to the last column, one
+    # column wide, and empty.
+    for top, left, height, width in [(1, 0, 3, 4), (1, 2, 3, 4),
+                                     (0, 1, 5, 5), (2, 3, 2, 1),
+                                     (0, 0, 5, 0)]:
+        begin = tf.constant([top, left, 0])
+        size = tf.constant([height, width, -1])
+        window = image[top:top + height, left:left + width]
+        for tensor, expected in [(image, window),
+                                 (label, label[top:top + height,
+                                               left:left + width])]:
+            np.testing.assert_array_equal(
+                window_slice(tensor, begin, size, tf.constant(True)),
+                expected[:, ::-1])
+            np.testing.assert_array_equal(
+                window_slice(tensor, begin, size, tf.constant(False)),
+                expected)
+
+
+def test_resize_label_mirrored_window():
+    _, label = _image_and_label(13, 17)
+    size = tf.constant([29, 31])
+    whole = _tf_nearest(label, size)
+    window = preprocessing.resize_label(label, size, window=((2, 20), (3, 9)),
+                                        mirror=tf.constant(True))
+    np.testing.assert_array_equal(window, whole[2:20, 3:9][:, ::-1])
 
 
 def test_eval_shrinks_to_fit_and_pads_bottom_right():
@@ -109,8 +131,9 @@ def _canvas_then_crop(image, label, layout, crop_height, crop_width):
     top, left = layout.crop_offset
     image = image[top:top + crop_height, left:left + crop_width]
     label = label[top:top + crop_height, left:left + crop_width]
-    return preprocessing.flip_image_and_label(
-        image, label, tf.convert_to_tensor(layout.flip))
+    if layout.flip:
+        return image[:, ::-1], label[:, ::-1]
+    return image, label
 
 
 def test_training_layout_equals_padding_the_canvas_then_cropping():
