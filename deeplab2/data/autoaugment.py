@@ -308,9 +308,14 @@ def apply_sub_policy(image: tf.Tensor, sub_policy, uniforms=None):
     return image
 
 
+def _ops_per_sub_policy(policy) -> int:
+    """How many uniforms a draw takes: the longest sub-policy's op count."""
+    return max(len(sub_policy) for sub_policy in policy)
+
+
 def _draw(policy, seed):
     """(sub-policy index, one uniform per op) as `distort` draws them."""
-    ops_per_sub_policy = max(len(sub_policy) for sub_policy in policy)
+    ops_per_sub_policy = _ops_per_sub_policy(policy)
     if seed is None:
         choice = tf.random.uniform([], maxval=len(policy), dtype=tf.int32)
         uniforms = tf.random.uniform([ops_per_sub_policy])
@@ -427,7 +432,7 @@ def distort_window(image: tf.Tensor, policy_name: str, begin: tf.Tensor,
     """
     policy = get_policy(policy_name)
     choice, uniforms = _draw(policy, seed)
-    ops_per_sub_policy = max(len(sub_policy) for sub_policy in policy)
+    ops_per_sub_policy = _ops_per_sub_policy(policy)
     window = (begin[:2], begin[:2] + size[:2])
     # One branch per sub-policy and subset of its ops that applies.
     branches = []

@@ -20,20 +20,17 @@ import tensorflow as tf
 _MIN_KERNEL_SIZE = 5
 
 
-def _same_padding(kernel_size: int) -> tuple[int, int]:
-    """TF's SAME padding (before, after) of a stride-1 side."""
-    total = kernel_size - 1
-    return total // 2, total - total // 2
-
-
 def kernel_gradient(inputs: tf.Tensor, output_gradient: tf.Tensor,
                     kernel_shape, padding: str) -> tf.Tensor:
     """The gradient of a stride-1, undilated NHWC depthwise convolution
     (multiplier 1) with respect to its [kh, kw, C, 1] kernel."""
+    # Imported here: convolutions builds its layers from this module. At
+    # stride 1, TF's SAME padding is DeepLab2's symmetric one.
+    from deeplab2.model.layers.convolutions import same_padding
     kernel_height, kernel_width = int(kernel_shape[0]), int(kernel_shape[1])
     if padding == 'SAME':
-        inputs = tf.pad(inputs, [[0, 0], _same_padding(kernel_height),
-                                 _same_padding(kernel_width), [0, 0]])
+        inputs = tf.pad(inputs, [[0, 0], same_padding(kernel_height),
+                                 same_padding(kernel_width), [0, 0]])
 
     def one_example(example_inputs, example_gradient):
         # [1, kh, kw, C]: example_gradient [H, W, C] as an [H, W, C, 1]
