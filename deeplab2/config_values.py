@@ -17,11 +17,34 @@ clipping), `training_number_of_steps: 0` or a learning rate of 0.
 
 import dataclasses
 import math
-from typing import Iterator
+from typing import Iterator, Optional, Sequence, Union
 
 from google.protobuf import message as message_lib
 
 _DATASETS = ('train_dataset_options', 'eval_dataset_options')
+
+ResizeValue = Optional[Union[int, Sequence[int]]]
+
+
+def resize_spec(value: ResizeValue) -> Optional[tuple[int, int]]:
+    """Normalizes a resize value to (height, width), or None when unset.
+
+    None, an empty sequence, or any non-positive side means "no limit", as
+    in DeepLab2 configs (`min_resize_value: 0`). One value is used for both
+    sides.
+    """
+    if not value:
+        return None
+    if isinstance(value, int):
+        value = (value,)
+    value = tuple(int(v) for v in value)
+    if len(value) == 1:
+        value = value * 2
+    if len(value) != 2:
+        raise ValueError(f'A resize value has one or two sides, got {value}.')
+    if value[0] <= 0 or value[1] <= 0:
+        return None
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +140,29 @@ def find_impossible_values(config: message_lib.Message) -> list[str]:
                 f'{field}.augmentations.min_scale_factor is {_shown(low)}: '
                 f'must be <= {field}.augmentations.max_scale_factor '
                 f'({_shown(high)}).')
+        problems.extend(_resize_beyond_crop(config, field))
     return problems
+
+
+def _resize_beyond_crop(config: message_lib.Message,
+                        field: str) -> list[str]:
+    """DeepLab2 pads resized images to the crop, so a max_resize_value
+    larger than crop_size fails in the input pipeline; in train_and_eval the
+    eval side would only fail after training. Reported here instead."""
+    options = getattr(config, field)
+    crop = list(options.crop_size)
+    if len(crop) != 2 or min(crop) < 1:
+        return []  # crop_size's own bound or the pipeline reports it
+    try:
+        limit = resize_spec(list(options.max_resize_value))
+    except ValueError as error:
+        return [f'{field}.max_resize_value: {error}']
+    if limit and (limit[0] > crop[0] or limit[1] > crop[1]):
+        return [f'{field}.max_resize_value is {limit[0]}x{limit[1]}: must '
+                f'fit {field}.crop_size ({crop[0]}x{crop[1]}); resized '
+                'images are padded to the crop (one value sets both '
+                'sides).']
+    return []
 
 
 def _values_at(message: message_lib.Message,

@@ -408,6 +408,32 @@ def test_impossible_value_names_the_field_and_value(override, shown):
     assert f'{shown}: must be' in message, message
 
 
+@pytest.mark.parametrize('overrides, shown', [
+    # One value sets both sides: 1024x1024 cannot be padded to 513x1025.
+    (['eval_dataset_options.crop_size=513,1025',
+      'eval_dataset_options.max_resize_value=1024'],
+     'eval_dataset_options.max_resize_value is 1024x1024: must fit '
+     'eval_dataset_options.crop_size (513x1025)'),
+    (['train_dataset_options.crop_size=257,513',
+      'train_dataset_options.max_resize_value=256,514'],
+     'train_dataset_options.max_resize_value is 256x514: must fit '
+     'train_dataset_options.crop_size (257x513)'),
+])
+def test_max_resize_beyond_the_crop_is_refused_at_load(overrides, shown):
+    """In train_and_eval the eval pipeline would only hit this after
+    training; the config load names it first."""
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.load_config(RESNET50, overrides)
+    assert shown in str(error.value), str(error.value)
+
+
+def test_max_resize_that_fits_the_crop_loads():
+    config_lib.load_config(RESNET50, [
+        'eval_dataset_options.crop_size=513,1025',
+        'eval_dataset_options.max_resize_value=512,1024',
+        'train_dataset_options.max_resize_value=0'])
+
+
 def test_value_error_lists_every_bad_field_once():
     with pytest.raises(config_lib.ConfigError) as error:
         config_lib.load_config(RESNET50, [

@@ -21,38 +21,21 @@ distributions match.
 """
 
 import dataclasses
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import tensorflow as tf
 
+from deeplab2 import config_values
 from deeplab2.data import autoaugment
 
 # The pad value of images: DeepLab2 subtracts it, pads with zeros and adds it
 # back, so padded pixels read as mid-grey (zero after `x / 127.5 - 1`).
 MEAN_PIXEL = 127.5
 
-ResizeValue = Optional[Union[int, Sequence[int]]]
-
-
-def resize_spec(value: ResizeValue) -> Optional[tuple[int, int]]:
-    """Normalizes a resize value to (height, width), or None when unset.
-
-    None, an empty sequence, or any non-positive side means "no limit", as
-    in DeepLab2 configs (`min_resize_value: 0`). One value is used for both
-    sides.
-    """
-    if not value:
-        return None
-    if isinstance(value, int):
-        value = (value,)
-    value = tuple(int(v) for v in value)
-    if len(value) == 1:
-        value = value * 2
-    if len(value) != 2:
-        raise ValueError(f'A resize value has one or two sides, got {value}.')
-    if value[0] <= 0 or value[1] <= 0:
-        return None
-    return value
+# How DeepLab2 reads min/max_resize_value; config_values also checks
+# max_resize_value against the crop with it, without importing TF.
+ResizeValue = config_values.ResizeValue
+resize_spec = config_values.resize_spec
 
 
 def _scaled_size(size: tf.Tensor, ratio: tf.Tensor) -> tf.Tensor:
