@@ -76,6 +76,13 @@ def run(config, mode: str, model_dir: str,
     # Before anything is built or written: a bad dataset spec, or a model
     # the dataset cannot train, fails first.
     train_dataset, eval_dataset = _dataset_descriptors(config, mode)
+    if mode in ('train_and_eval', 'continuous_eval'):
+        # A wrong eval file_pattern fails now, not after training or at the
+        # first checkpoint ('eval' reads the files right away).
+        input_pipeline.resolve_files(config.eval_dataset_options,
+                                     'eval_dataset_options',
+                                     is_training=False,
+                                     descriptor=eval_dataset)
     os.makedirs(model_dir, exist_ok=True)
     session = _build_session(config, model_dir, strategy, seed)
     session.train_dataset, session.eval_dataset = train_dataset, eval_dataset

@@ -237,6 +237,20 @@ def test_eval_without_checkpoint_names_the_model_dir(tmp_path):
         runner.run(config, 'eval', str(tmp_path))
 
 
+@pytest.mark.parametrize('mode', ['train_and_eval', 'continuous_eval'])
+def test_missing_eval_files_fail_before_training(demo_tfrecords, tmp_path,
+                                                 mode):
+    """DeepLab2 builds its evaluator first; a typo in the eval pattern must
+    not surface only after a whole training run (or its first save)."""
+    config = config_lib.load_config(DEMO_CONFIG, _tiny_overrides(
+        demo_tfrecords) + [
+            f'eval_dataset_options.file_pattern={tmp_path}/no-such-*'])
+    with pytest.raises(FileNotFoundError,
+                       match=r'eval_dataset_options.file_pattern .*no-such-'):
+        runner.run(config, mode, str(tmp_path / 'model'))
+    assert not (tmp_path / 'model').exists()
+
+
 def test_continuous_eval_evaluates_checkpoints_until_the_last(
         demo_tfrecords, tmp_path):
     config = config_lib.load_config(
