@@ -28,8 +28,8 @@ def keep_large_blocks() -> bool:
     """Applies the thresholds above through glibc's mallopt. Returns
     whether they were set (False without glibc, or when the environment
     already sets either threshold)."""
-    if (os.environ.get('MALLOC_MMAP_THRESHOLD_') is not None
-            or os.environ.get('MALLOC_TRIM_THRESHOLD_') is not None):
+    if any(name in os.environ for name in ('MALLOC_MMAP_THRESHOLD_',
+                                           'MALLOC_TRIM_THRESHOLD_')):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')

@@ -114,8 +114,7 @@ def resize_label(label: tf.Tensor, size: tf.Tensor, window=None,
         window = ((0, size[0]), (0, size[1]))
     rows = nearest_source_indices(in_size[0], size[0], *window[0])
     cols = nearest_source_indices(in_size[1], size[1], *window[1])
-    cols = tf.cond(tf.convert_to_tensor(mirror), lambda: tf.reverse(cols, [0]),
-                   lambda: cols)
+    cols = reversed_if(mirror, cols, axis=0)
     # The column gather moves single elements, the row gather whole rows:
     # gather columns on whichever of input and output has fewer rows.
     return tf.cond(
@@ -224,8 +223,16 @@ def window_slice(image: tf.Tensor, begin: tf.Tensor, size: tf.Tensor,
     """tf.slice(image, begin, size), mirrored left-right when the boolean
     `mirror` is true. (A strided slice with stride -1 would copy once, but
     TF runs it several times slower than a slice and a reverse.)"""
-    window = tf.slice(image, begin, size)
-    return tf.cond(mirror, lambda: tf.reverse(window, [1]), lambda: window)
+    return reversed_if(mirror, tf.slice(image, begin, size), axis=1)
+
+
+def reversed_if(condition, tensor: tf.Tensor, axis: int) -> tf.Tensor:
+    """`tensor` reversed along `axis` when the boolean `condition` holds; a
+    Python False (no flip, as at eval) adds no op to the graph."""
+    if condition is False:
+        return tensor
+    return tf.cond(tf.convert_to_tensor(condition),
+                   lambda: tf.reverse(tensor, [axis]), lambda: tensor)
 
 
 @dataclasses.dataclass(frozen=True)
