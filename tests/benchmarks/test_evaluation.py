@@ -8,7 +8,9 @@ from deeplab2.benchmarks import scenes
 
 _KEYS = {'images', 'size', 'precision', 'cpu_count', 'ours_in_memory_s',
          'ours_in_memory_runs_s', 'ours_from_files_s',
-         'ours_from_files_runs_s', 'cityscapesscripts_s',
+         'ours_from_files_runs_s', 'reading_files_s',
+         'reading_files_runs_s', 'speedup_bound_by_reading',
+         'cityscapesscripts_s',
          'cityscapesscripts_runs_s', 'speedup_in_memory',
          'speedup_from_files', 'pq', 'miou', 'cityscapesscripts_pq',
          'max_pq_sq_rq_difference', 'same_result_from_files'}
@@ -24,12 +26,15 @@ def test_eval_speed_small(tmp_path):
     # The flaws cost quality, and some segments still match.
     assert 0 < result['pq'] < 1 and 0 < result['miou'] < 1
     assert abs(result['cityscapesscripts_pq'] - result['pq']) < 1e-9
-    for name in ('ours_in_memory', 'ours_from_files', 'cityscapesscripts'):
+    for name in ('ours_in_memory', 'ours_from_files', 'reading_files',
+                 'cityscapesscripts'):
         runs = result[f'{name}_runs_s']
         assert len(runs) == 1 and result[f'{name}_s'] == runs[0]
         assert 0 < runs[0] < 60  # seconds
     assert result['speedup_in_memory'] == (result['cityscapesscripts_s']
                                            / result['ours_in_memory_s'])
+    assert result['speedup_bound_by_reading'] == (
+        result['cityscapesscripts_s'] / result['reading_files_s'])
 
 
 def test_pairs_hold_every_case():
