@@ -130,7 +130,8 @@ def find_impossible_values(config: message_lib.Message) -> list[str]:
                 problems.append(f'{path} is {_shown(value)}: must be '
                                 f'{bound.requirement()} ({bound.reason}).')
     for field in _DATASETS:
-        augmentations = getattr(config, field).augmentations
+        options = getattr(config, field)
+        augmentations = options.augmentations
         low = augmentations.min_scale_factor
         high = augmentations.max_scale_factor
         # Equal factors turn random scaling off; an inverted range has no
@@ -140,16 +141,16 @@ def find_impossible_values(config: message_lib.Message) -> list[str]:
                 f'{field}.augmentations.min_scale_factor is {_shown(low)}: '
                 f'must be <= {field}.augmentations.max_scale_factor '
                 f'({_shown(high)}).')
-        problems.extend(_resize_beyond_crop(config, field))
+        problems.extend(_resize_beyond_crop(options, field))
     return problems
 
 
-def _resize_beyond_crop(config: message_lib.Message,
+def _resize_beyond_crop(options: message_lib.Message,
                         field: str) -> list[str]:
     """DeepLab2 pads resized images to the crop, so a max_resize_value
     larger than crop_size fails in the input pipeline; in train_and_eval the
-    eval side would only fail after training. Reported here instead."""
-    options = getattr(config, field)
+    eval side would only fail after training. Reported here instead.
+    `options` is the DatasetOptions at `field`."""
     crop = list(options.crop_size)
     if len(crop) != 2 or min(crop) < 1:
         return []  # crop_size's own bound or the pipeline reports it

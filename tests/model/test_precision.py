@@ -37,19 +37,41 @@ MAX_RATIO = 12.0
 MAX_PANOPTIC_RATIO = 10.0
 
 
+SUFFIXES = ['', '_b', '_c']  # the fixture's three inputs
+
+
 @pytest.fixture(scope='module')
 def models(fixtures_dir):
+    """(models by precision, DeepLab2's outputs, the fixture's config)."""
     folder = fixtures_dir / 'deeplab2' / NAME
     config = config_lib.load_config(folder / f'{NAME}.textproto')
     built = {}
     for name in precision.PRECISIONS:
         built[name] = builder.build_model(config, precision=name)
         compat.restore_checkpoint(built[name], folder / 'train_ckpt')
-    return built, np.load(folder / 'outputs.npz')
+    return built, np.load(folder / 'outputs.npz'), config
+
+
+@pytest.fixture(scope='module')
+def rounded_runs(models):
+    """suffix -> {'input_rounded': the float32 model's outputs on the input
+    whose normalized values (x / 127.5 - 1, the model's first step) are
+    rounded to bfloat16, 'bfloat16': the bfloat16 model's outputs}."""
+    built, reference, _ = models
+    float32 = tf.function(lambda x: built['float32'](x, training=False))
+    bfloat16 = tf.function(lambda x: built['bfloat16'](x, training=False))
+    runs = {}
+    for suffix in SUFFIXES:
+        images = reference['input' + suffix]
+        normalized = tf.cast(tf.cast(images / 127.5 - 1, tf.bfloat16),
+                             tf.float32)
+        runs[suffix] = {'input_rounded': float32((normalized + 1.0) * 127.5),
+                        'bfloat16': bfloat16(tf.constant(images))}
+    return runs
 
 
 def test_bfloat16_computes_the_network_but_keeps_float32_parts(models):
-    built, reference = models
+    built, reference, _ = models
     model = built['bfloat16']
     assert precision.of_model(model) == 'bfloat16'
     assert precision.of_model(built['float32']) == 'float32'
@@ -64,43 +86,26 @@ def test_bfloat16_computes_the_network_but_keeps_float32_parts(models):
     assert {value.dtype for value in outputs.values()} == {tf.float32}
 
 
-def test_bfloat16_outputs_stay_within_its_rounding(models):
-    built, reference = models
-    float32 = tf.function(lambda x: built['float32'](x, training=False))
-    bfloat16 = tf.function(lambda x: built['bfloat16'](x, training=False))
-    for suffix in ['', '_b', '_c']:
-        images = reference['input' + suffix]
-        # The same images after their normalized values (x / 127.5 - 1, the
-        # model's first step) are rounded to bfloat16.
-        normalized = tf.cast(tf.cast(images / 127.5 - 1, tf.bfloat16),
-                             tf.float32)
-        input_rounded = float32((normalized + 1.0) * 127.5)
-        ours = bfloat16(tf.constant(images))
+def test_bfloat16_outputs_stay_within_its_rounding(models, rounded_runs):
+    _, reference, _ = models
+    for suffix, runs in rounded_runs.items():
         for key in KEYS:
             expected = reference[key + suffix]
             scale = np.ptp(expected)
-            rounding = np.abs(input_rounded[key].numpy() - expected).max()
-            error = np.abs(ours[key].numpy() - expected).max()
+            rounding = np.abs(runs['input_rounded'][key].numpy()
+                              - expected).max()
+            error = np.abs(runs['bfloat16'][key].numpy() - expected).max()
             assert 0 < rounding < 0.05 * scale, (key, suffix)
             assert error <= MAX_RATIO * rounding, (key, suffix, error,
                                                    rounding)
 
 
 def test_bfloat16_panoptic_maps_move_as_little_as_its_rounding(
-        models, fixtures_dir):
-    built, reference = models
-    config = config_lib.load_config(
-        fixtures_dir / 'deeplab2' / NAME / f'{NAME}.textproto')
+        models, rounded_runs):
+    _, reference, config = models
     postprocessor = postprocess.build_postprocessor(config)
     moved = {'input_rounded': 0, 'bfloat16': 0}
-    for suffix in ['', '_b', '_c']:
-        images = reference['input' + suffix]
-        normalized = tf.cast(tf.cast(images / 127.5 - 1, tf.bfloat16),
-                             tf.float32)
-        runs = {'input_rounded': built['float32']((normalized + 1.0) * 127.5,
-                                                  training=False),
-                'bfloat16': built['bfloat16'](tf.constant(images),
-                                              training=False)}
+    for suffix, runs in rounded_runs.items():
         for name, outputs in runs.items():
             panoptic = postprocessor(outputs)['panoptic_pred'].numpy()
             moved[name] += _pixels_outside_matched_segments(
