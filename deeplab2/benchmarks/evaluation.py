@@ -78,9 +78,8 @@ def write_split(folder: str, name: str, maps: list, image_ids: list,
 
 def _read_annotation(annotation: dict, png_folder: str) -> np.ndarray:
     path = os.path.join(png_folder, annotation['file_name'])
-    return coco_panoptic_format.segments_to_panoptic(
-        panoptic_png.read(path),
-        annotation['segments_info'], _DIVISOR, _IGNORE, _THINGS, source=path)
+    return coco_panoptic_format.read_panoptic(
+        path, annotation['segments_info'], _DIVISOR, _IGNORE, _THINGS)
 
 
 def _annotations(json_path: str) -> dict:

@@ -118,22 +118,11 @@ def write_panoptic_json(path: str, annotations: list,
     files.write_atomically(path, write)
 
 
-def segments_to_panoptic(segment_ids: np.ndarray, segments: list,
-                         label_divisor: int, ignore_label: int,
-                         thing_class_ids, category_to_class=None,
-                         source: str = 'segments') -> np.ndarray:
-    """[H, W] panoptic map of a segment-id map and its segments_info: int32
-    when every value fits, else int64.
-
-    The inverse of `panoptic_to_segments` for any COCO-panoptic file:
-    pixels outside every listed segment are void; thing segments are
-    numbered 1, 2, ... per class in list order (crowd segments keep
-    instance 0, the crowd region); stuff has instance 0.
-
-    Args:
-      category_to_class: dict category id -> class id (default: identity).
-      source: named in errors (e.g. the PNG path).
-    """
+def _panoptic_of_segments(segments: list, label_divisor: int,
+                          ignore_label: int, thing_class_ids,
+                          category_to_class, source: str):
+    """(listed segment ids, their panoptic ids, void id) as int64 arrays
+    and an int: what `segments_to_panoptic` maps."""
     thing = set(int(c) for c in thing_class_ids)
     listed = np.array([s['id'] for s in segments], np.int64)
     panoptic_of_segment = np.empty(len(segments), np.int64)
@@ -154,23 +143,69 @@ def segments_to_panoptic(segment_ids: np.ndarray, segments: list,
         panoptic_of_segment[row] = class_id * label_divisor + instance
     if np.unique(listed).size != listed.size:
         raise ValueError(f'{source}: segments_info lists an id twice.')
-    void = ignore_label * label_divisor
+    return listed, panoptic_of_segment, ignore_label * label_divisor
+
+
+def _dense_table(listed, panoptic_of_segment, void):
+    """Segment id -> panoptic id over 0..max(listed) + 1, the last entry void
+    (ids above every listed one clip to it); None when the ids are too
+    spread out for one table, or negative, or none are listed."""
+    if (listed.size == 0 or listed.min() < 0
+            or listed.max() >= _DENSE_LOOKUP_LIMIT):
+        return None
+    # int32 where the values fit: half the memory traffic of int64.
+    fits = max(int(panoptic_of_segment.max()), void) < 2 ** 31
+    table = np.full(int(listed.max()) + 2, void,
+                    np.int32 if fits else np.int64)
+    table[listed] = panoptic_of_segment
+    return table
+
+
+def segments_to_panoptic(segment_ids: np.ndarray, segments: list,
+                         label_divisor: int, ignore_label: int,
+                         thing_class_ids, category_to_class=None,
+                         source: str = 'segments') -> np.ndarray:
+    """[H, W] panoptic map of a segment-id map and its segments_info: int32
+    when every value fits, else int64.
+
+    The inverse of `panoptic_to_segments` for any COCO-panoptic file:
+    pixels outside every listed segment are void; thing segments are
+    numbered 1, 2, ... per class in list order (crowd segments keep
+    instance 0, the crowd region); stuff has instance 0.
+
+    Args:
+      category_to_class: dict category id -> class id (default: identity).
+      source: named in errors (e.g. the PNG path).
+    """
+    listed, panoptic_of_segment, void = _panoptic_of_segments(
+        segments, label_divisor, ignore_label, thing_class_ids,
+        category_to_class, source)
     if listed.size == 0:
         return np.full(segment_ids.shape, void, np.int64)
     # A lookup table over the listed id range (or a sorted search when the
-    # ids are too spread out for one) instead of one mask per segment. Its
-    # last entry is void: ids above every listed one clip to it.
-    highest = int(listed.max())
-    unsigned = segment_ids.dtype.kind == 'u'
-    if highest < _DENSE_LOOKUP_LIMIT and listed.min() >= 0 and (
-            unsigned or segment_ids.min(initial=0) >= 0):
-        # int32 where the values fit: half the memory traffic of int64.
-        fits = max(int(panoptic_of_segment.max()), void) < 2 ** 31
-        table = np.full(highest + 2, void, np.int32 if fits else np.int64)
-        table[listed] = panoptic_of_segment
+    # ids are too spread out for one) instead of one mask per segment.
+    table = _dense_table(listed, panoptic_of_segment, void)
+    if table is not None and (segment_ids.dtype.kind == 'u'
+                              or segment_ids.min(initial=0) >= 0):
         return np.take(table, segment_ids, mode='clip')
     order = np.argsort(listed)
     position = np.minimum(np.searchsorted(listed[order], segment_ids),
                           listed.size - 1)
     found = listed[order][position] == segment_ids
     return np.where(found, panoptic_of_segment[order][position], void)
+
+
+def read_panoptic(png_path: str, segments: list, label_divisor: int,
+                  ignore_label: int, thing_class_ids,
+                  category_to_class=None) -> np.ndarray:
+    """`segments_to_panoptic` of the panoptic PNG at `png_path` (errors name
+    it), the ids mapped while the PNG decodes where one table holds them."""
+    listed, panoptic_of_segment, void = _panoptic_of_segments(
+        segments, label_divisor, ignore_label, thing_class_ids,
+        category_to_class, png_path)
+    table = _dense_table(listed, panoptic_of_segment, void)
+    if table is not None:
+        return panoptic_png.read(png_path, lookup=table)
+    return segments_to_panoptic(
+        panoptic_png.read(png_path), segments, label_divisor, ignore_label,
+        thing_class_ids, category_to_class, source=png_path)

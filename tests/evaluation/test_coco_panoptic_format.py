@@ -50,13 +50,17 @@ def test_bad_category_ids_named():
                                                1000, category_ids=[1, 2])
 
 
+@pytest.mark.parametrize('from_png', [False, True])
 @pytest.mark.parametrize('id_offset', [0, 5_000_000])
-def test_segments_to_panoptic_reads_back_by_hand(id_offset):
+def test_segments_to_panoptic_reads_back_by_hand(id_offset, from_png,
+                                                 tmp_path):
     """Segments listed in any order, with ids a tool chose; an id_offset
-    above the dense-table limit takes the sorted-search path."""
+    above the dense-table limit takes the sorted-search path. From a PNG,
+    read_panoptic maps the ids while decoding (dense table) or after."""
     segment_ids = np.array([[0, 41, 41, 7],
                             [9, 9, 41, 7],
-                            [12, 12, 3, 3]]) + id_offset
+                            [12, 12, 3, 3],
+                            [50, 50, 7, 41]]) + id_offset
     segment_ids[0, 0] = 0  # unlisted: void
     segments = [
         {'id': 7 + id_offset, 'category_id': 13, 'iscrowd': 0},
@@ -65,12 +69,20 @@ def test_segments_to_panoptic_reads_back_by_hand(id_offset):
         {'id': 3 + id_offset, 'category_id': 11, 'iscrowd': 1},
         {'id': 12 + id_offset, 'category_id': 11, 'iscrowd': 0},
     ]
-    panoptic = coco_panoptic_format.segments_to_panoptic(
-        segment_ids, segments, 1000, 255, range(11, 19))
-    # Things numbered per class in list order; crowd keeps instance 0.
+    if from_png:
+        path = str(tmp_path / 'segments.png')
+        panoptic_png.write(path, segment_ids)
+        panoptic = coco_panoptic_format.read_panoptic(
+            path, segments, 1000, 255, range(11, 19))
+    else:
+        panoptic = coco_panoptic_format.segments_to_panoptic(
+            segment_ids, segments, 1000, 255, range(11, 19))
+    # Things numbered per class in list order; crowd keeps instance 0;
+    # unlisted ids (0, and 50 above every listed one) are void.
     assert panoptic.tolist() == [[255000, 0, 0, 13001],
                                  [13002, 13002, 0, 13001],
-                                 [11001, 11001, 11000, 11000]]
+                                 [11001, 11001, 11000, 11000],
+                                 [255000, 255000, 13001, 0]]
 
 
 def test_segments_to_panoptic_maps_categories_and_names_bad_ones():
@@ -88,3 +100,13 @@ def test_segments_to_panoptic_maps_categories_and_names_bad_ones():
     with pytest.raises(ValueError, match='lists an id twice'):
         coco_panoptic_format.segments_to_panoptic(
             segment_ids, segments + segments[:1], 1000, 255, [13])
+
+
+def test_read_panoptic_names_the_png(tmp_path):
+    path = str(tmp_path / 'pred.png')
+    panoptic_png.write(path, np.array([[26, 7]]))
+    with pytest.raises(ValueError, match=r'pred\.png: segment 7 has unknown '
+                       r'category_id 7'):
+        coco_panoptic_format.read_panoptic(
+            path, [{'id': 26, 'category_id': 26}, {'id': 7, 'category_id': 7}],
+            1000, 255, [13], category_to_class={26: 13})
