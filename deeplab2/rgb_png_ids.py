@@ -28,114 +28,82 @@ _SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # filter method, interlace method.
 _IHDR = struct.Struct('>IIBBBBB')
 _RGB8 = (8, 2, 0, 0, 0)
+_NO_LOOKUP = np.zeros(0, np.int32)
 
 
-@numba.njit(nogil=True, cache=True, inline='always')
-def _paeth(left, up, up_left):
-    """The PNG Paeth predictor: whichever neighbour is closest to
-    left + up - up_left, ties going left, then up."""
-    estimate = left + up - up_left
-    to_left = abs(estimate - left)
-    to_up = abs(estimate - up)
-    to_up_left = abs(estimate - up_left)
-    if to_left <= to_up and to_left <= to_up_left:
-        return left
-    if to_up <= to_up_left:
-        return up
-    return up_left
-
-
-@numba.njit(nogil=True, cache=True, inline='always')
-def _unfilter_row(filter_type, data, above, row):
-    """Undoes one row's filter into `row` (bytes wrap modulo 256, as PNG
-    specifies); False for an unknown filter type. Filters predict a byte
-    from the one 3 bytes to the left (same channel, previous pixel) and the
-    ones above; left of the first pixel, and above the first row, is 0."""
-    stride = row.shape[0]
-    if filter_type == 0:  # None
-        row[:] = data
-    elif filter_type == 1:  # Sub: left
-        red, green, blue = data[0], data[1], data[2]
-        row[0], row[1], row[2] = red, green, blue
-        for i in range(3, stride, 3):
-            red += data[i]
-            green += data[i + 1]
-            blue += data[i + 2]
-            row[i], row[i + 1], row[i + 2] = red, green, blue
-    elif filter_type == 2:  # Up (vectorises: no left dependency)
-        for i in range(stride):
-            row[i] = data[i] + above[i]
-    elif filter_type == 3:  # Average of left and up, rounded down
-        for i in range(3):
-            row[i] = data[i] + (above[i] >> 1)
-        for i in range(3, stride):
-            row[i] = data[i] + np.uint8(
-                (np.int32(row[i - 3]) + np.int32(above[i])) >> 1)
-    elif filter_type == 4:  # Paeth
-        for i in range(3):
-            row[i] = data[i] + above[i]  # left = up-left = 0: up
-        for i in range(3, stride, 3):
-            # Label maps are flat almost everywhere: where the pixel above
-            # equals the one above-left, Paeth picks left.
-            if (above[i] == above[i - 3] and above[i + 1] == above[i - 2]
-                    and above[i + 2] == above[i - 1]):
-                row[i] = data[i] + row[i - 3]
-                row[i + 1] = data[i + 1] + row[i - 2]
-                row[i + 2] = data[i + 2] + row[i - 1]
-            else:
-                for k in range(i, i + 3):
-                    row[k] = data[k] + np.uint8(_paeth(
-                        np.int32(row[k - 3]), np.int32(above[k]),
-                        np.int32(above[k - 3])))
-    else:
-        return False
-    return True
-
-
-@numba.njit(nogil=True, cache=True, inline='always')
-def _pixel_id(row, x):
-    return (np.int32(row[3 * x]) | (np.int32(row[3 * x + 1]) << 8)
-            | (np.int32(row[3 * x + 2]) << 16))
-
-
-# Two kernels, not one with a flag, so that each pixel loop is branch-free.
+# One flat function: written as small inlined helpers, or with `row[:] =`
+# slice copies, numba's output ran 2x slower (no vectorised Up rows).
 @numba.njit(nogil=True, cache=True)
-def _unfilter_to_ids(scanlines, height, width, out):
-    """out[y, x] = R | G << 8 | B << 16 of the inflated image `scanlines`
-    (per row: a filter-type byte, then 3 * width bytes). Returns the first
-    row with an unknown filter type, or -1 when every row decoded."""
-    stride = 3 * width
-    above = np.zeros(stride, np.uint8)
-    row = np.empty(stride, np.uint8)
-    for y in range(height):
-        start = y * (stride + 1)
-        if not _unfilter_row(scanlines[start],
-                             scanlines[start + 1:start + 1 + stride],
-                             above, row):
-            return y
-        out_row = out[y]
-        for x in range(width):
-            out_row[x] = _pixel_id(row, x)
-        above, row = row, above
-    return -1
+def _unfilter(scanlines, height, width, lookup, out):
+    """Writes out[y, x] = R | G << 8 | B << 16 of the inflated image
+    `scanlines` (per row: a filter-type byte, then 3 * width bytes), or
+    lookup[min(that id, len(lookup) - 1)] when `lookup` is not empty.
+    Returns the first row with an unknown filter type, or -1.
 
-
-@numba.njit(nogil=True, cache=True)
-def _unfilter_to_lookup(scanlines, height, width, lookup, out):
-    """As `_unfilter_to_ids`, writing lookup[min(id, len(lookup) - 1)]."""
+    Filters predict each byte from the one 3 bytes to its left (same
+    channel, previous pixel) and those above; left of the first pixel and
+    above the first row is 0. Sums wrap modulo 256, as PNG specifies.
+    """
     stride = 3 * width
     last = lookup.shape[0] - 1
     above = np.zeros(stride, np.uint8)
     row = np.empty(stride, np.uint8)
     for y in range(height):
         start = y * (stride + 1)
-        if not _unfilter_row(scanlines[start],
-                             scanlines[start + 1:start + 1 + stride],
-                             above, row):
+        filter_type = scanlines[start]
+        data = scanlines[start + 1:start + 1 + stride]
+        if filter_type == 0:  # None
+            for i in range(stride):
+                row[i] = data[i]
+        elif filter_type == 1:  # Sub: left
+            for i in range(3):
+                row[i] = data[i]
+            for i in range(3, stride):
+                row[i] = data[i] + row[i - 3]
+        elif filter_type == 2:  # Up
+            for i in range(stride):
+                row[i] = data[i] + above[i]
+        elif filter_type == 3:  # Average of left and up, rounded down
+            for i in range(3):
+                row[i] = data[i] + (above[i] >> 1)
+            for i in range(3, stride):
+                row[i] = data[i] + np.uint8(
+                    (np.int32(row[i - 3]) + np.int32(above[i])) >> 1)
+        elif filter_type == 4:  # Paeth
+            for i in range(3):
+                row[i] = data[i] + above[i]  # left = up-left = 0: up wins.
+            for i in range(3, stride):
+                up, up_left = above[i], above[i - 3]
+                if up == up_left:
+                    # Flat above (most of a label map): Paeth picks left.
+                    row[i] = data[i] + row[i - 3]
+                    continue
+                # Whichever of left, up, up-left is nearest to
+                # left + up - up_left; ties go to left, then up.
+                left = np.int32(row[i - 3])
+                estimate = left + np.int32(up) - np.int32(up_left)
+                to_left = abs(estimate - left)
+                to_up = abs(estimate - np.int32(up))
+                to_up_left = abs(estimate - np.int32(up_left))
+                if to_left <= to_up and to_left <= to_up_left:
+                    row[i] = data[i] + np.uint8(left)
+                elif to_up <= to_up_left:
+                    row[i] = data[i] + up
+                else:
+                    row[i] = data[i] + up_left
+        else:
             return y
         out_row = out[y]
-        for x in range(width):
-            out_row[x] = lookup[min(_pixel_id(row, x), last)]
+        if last < 0:
+            for x in range(width):
+                out_row[x] = (np.int32(row[3 * x])
+                              | (np.int32(row[3 * x + 1]) << 8)
+                              | (np.int32(row[3 * x + 2]) << 16))
+        else:
+            for x in range(width):
+                out_row[x] = lookup[min(
+                    np.int32(row[3 * x]) | (np.int32(row[3 * x + 1]) << 8)
+                    | (np.int32(row[3 * x + 2]) << 16), last)]
         above, row = row, above
     return -1
 
@@ -201,11 +169,10 @@ def decode_ids(png: bytes, lookup=None):
     # Allocated here, not in the kernel: NumPy reuses freed blocks where
     # numba's allocator maps fresh pages each call (2-3 ms of page faults).
     if lookup is None:
+        lookup = _NO_LOOKUP
         out = np.empty((height, width), np.int32)
-        failed_row = _unfilter_to_ids(scanlines, height, width, out)
     else:
         lookup = np.ascontiguousarray(lookup)
         out = np.empty((height, width), lookup.dtype)
-        failed_row = _unfilter_to_lookup(scanlines, height, width, lookup,
-                                         out)
+    failed_row = _unfilter(scanlines, height, width, lookup, out)
     return None if failed_row != -1 else out

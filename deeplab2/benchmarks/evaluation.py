@@ -100,14 +100,17 @@ def _metrics():
 
 def _update(metrics, image_id, gt, prediction, gt_semantic=None,
             predicted_semantic=None):
-    """Adds one image; the semantic maps default to the panoptic maps'
-    classes (the evaluator gets them from the model and the dataset)."""
+    """Adds one image; without semantic maps (files in the COCO panoptic
+    format hold none), mIoU is of the panoptic maps' classes. The evaluator
+    gets semantic maps from the model and the dataset."""
     pq, miou = metrics
     pq.update_state(gt, prediction, image_name=image_id)
-    miou.update_state(
-        gt // _DIVISOR if gt_semantic is None else gt_semantic,
-        prediction // _DIVISOR if predicted_semantic is None
-        else predicted_semantic, image_name=image_id)
+    if gt_semantic is None:
+        miou.update_state(gt, prediction, image_name=image_id,
+                          label_divisor=_DIVISOR)
+    else:
+        miou.update_state(gt_semantic, predicted_semantic,
+                          image_name=image_id)
 
 
 def _parallel_metrics(jobs: list, work, workers: int) -> dict:
@@ -215,7 +218,10 @@ def eval_speed(folder: str, num_images: int = 50, height: int = 1024,
         'pq': ours['pq'], 'miou': ours['miou'],
         'cityscapesscripts_pq': theirs['All']['pq'],
         'max_pq_sq_rq_difference': difference,
-        'same_result_from_files': ours_read['pq'] == ours['pq'],
+        # PQ and mIoU alike: from files, mIoU is of the panoptic maps'
+        # classes (MeanIoU's label_divisor), in memory of divided maps.
+        'same_result_from_files': (ours_read['pq'] == ours['pq']
+                                   and ours_read['miou'] == ours['miou']),
     }
 
 

@@ -52,9 +52,19 @@ class MeanIoU:
         return np.where(values < self.num_classes, values, self.num_classes)
 
     def update_state(self, groundtruth_semantic, predicted_semantic,
-                     image_name: Optional[str] = None) -> None:
-        """Accumulates one image of [H, W] integer class maps."""
+                     image_name: Optional[str] = None,
+                     label_divisor: int = 1) -> None:
+        """Accumulates one image of [H, W] integer class maps.
+
+        With `label_divisor`, the maps are panoptic (`class * label_divisor
+        + instance`, as read from COCO panoptic files): classes are taken
+        per run of equal pixels, which costs far less than dividing every
+        pixel first.
+        """
         image = label_maps.image_label(image_name, self.num_images)
+        if label_divisor < 1:
+            raise ValueError(
+                f'label_divisor must be positive, got {label_divisor}.')
         groundtruth = label_maps.check_label_map(
             groundtruth_semantic, 'ground-truth semantic map', image)
         prediction = label_maps.check_label_map(
@@ -74,6 +84,9 @@ class MeanIoU:
             if values.min() < 0:
                 raise ValueError(f'Image {image}: {what} has negative class '
                                  f'id {int(values.min())}.')
+        if label_divisor != 1:
+            true_values = true_values // label_divisor
+            predicted_values = predicted_values // label_divisor
         # One bincount over (true id, predicted id) pairs of the raw ids,
         # folded into the class matrix afterwards.
         true_span = int(true_values.max()) + 1

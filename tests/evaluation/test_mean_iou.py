@@ -93,3 +93,25 @@ def test_run_and_pixel_counting_agree(monkeypatch):
     slow.update_state(gt, prediction)
     np.testing.assert_array_equal(fast.confusion_matrix, slow.confusion_matrix)
     assert fast.confusion_matrix.sum() == (gt != 255).sum()
+
+
+@pytest.mark.parametrize('per_pixel', [False, True])
+def test_panoptic_maps_with_label_divisor(groundtruth_split, scenarios,
+                                          per_pixel, monkeypatch):
+    """Classes of panoptic maps (taken per run, or per pixel for noise)
+    count as the maps divided up front; a crowd id (class * 1000) and void
+    (255000) included."""
+    from deeplab2.evaluation import label_maps
+    if per_pixel:
+        monkeypatch.setattr(label_maps, 'pixel_runs', lambda maps: None)
+    rng = np.random.default_rng(5)
+    divided, panoptic = MeanIoU(19, 255), MeanIoU(19, 255)
+    for gt in groundtruth_split.panoptic:
+        prediction = scenarios['noisy'](gt, rng)
+        assert (gt == 255000).any() and (gt % 1000 == 0).any()
+        divided.update_state(gt // 1000, prediction // 1000)
+        panoptic.update_state(gt, prediction, label_divisor=1000)
+    np.testing.assert_array_equal(panoptic.confusion_matrix,
+                                  divided.confusion_matrix)
+    with pytest.raises(ValueError, match='label_divisor must be positive'):
+        panoptic.update_state(gt, prediction, label_divisor=0)
