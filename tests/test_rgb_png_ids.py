@@ -224,3 +224,19 @@ def test_corrupt_png_read_names_the_file(tmp_path):
 def test_missing_png_read_names_the_file(tmp_path):
     with pytest.raises(ValueError, match='Cannot read image .*absent.png'):
         panoptic_png.read(str(tmp_path / 'absent.png'))
+
+
+def test_every_rgb_png_of_the_fixtures_decodes_as_pillow_reads(fixtures_dir):
+    """Files other tools wrote: the COCO panoptic API's and cityscapesscripts'
+    panoptic PNGs, and Cityscapes-style photos (every 8-bit RGB PNG there)."""
+    decoded = 0
+    for path in sorted(fixtures_dir.glob('data/**/*.png')):
+        image = Image.open(path)
+        if image.mode != 'RGB':
+            assert rgb_png_ids.decode_ids(path.read_bytes()) is None, path
+            continue
+        np.testing.assert_array_equal(
+            rgb_png_ids.decode_ids(path.read_bytes()),
+            _ids_by_hand(np.asarray(image)), err_msg=str(path))
+        decoded += 1
+    assert decoded >= 10  # The fixtures' panoptic PNGs and photos.
