@@ -34,9 +34,22 @@ _RGB8 = (8, 2, 0, 0, 0)
 _NO_LOOKUP = np.zeros(0, np.int32)
 
 
+def _jit(function):
+    """`function` compiled by numba, releasing the GIL. The machine code is
+    cached on disk where numba finds a writable place (the package's
+    __pycache__, else the user's cache); where it finds none (a read-only
+    install and home), numba refuses cache=True at decoration, so each
+    process compiles afresh (under a second) instead of failing to
+    import."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # 'cannot cache function ...: no locator available'
+        return numba.njit(nogil=True)(function)
+
+
 # One flat function: written as small inlined helpers, or with `row[:] =`
 # slice copies, numba's output ran 2x slower (no vectorised Up rows).
-@numba.njit(nogil=True, cache=True)
+@_jit
 def _unfilter(scanlines, height, width, lookup, out):
     """Writes out[y, x] = R | G << 8 | B << 16 of the inflated image
     `scanlines` (per row: a filter-type byte, then 3 * width bytes), or

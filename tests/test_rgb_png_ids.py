@@ -7,6 +7,7 @@ import io
 import struct
 import zlib
 
+import numba
 import numpy as np
 from PIL import Image
 import pytest
@@ -240,3 +241,17 @@ def test_every_rgb_png_of_the_fixtures_decodes_as_pillow_reads(fixtures_dir):
             _ids_by_hand(np.asarray(image)), err_msg=str(path))
         decoded += 1
     assert decoded >= 10  # The fixtures' panoptic PNGs and photos.
+
+
+def test_kernel_compiles_where_no_cache_can_be_written(monkeypatch):
+    """A read-only install and home: numba finds nowhere to cache and
+    refuses cache=True; the kernel must still compile and decode."""
+    from numba.core import caching
+    monkeypatch.setattr(caching.CacheImpl, '_locator_classes', [])
+    with pytest.raises(RuntimeError, match='no locator'):
+        numba.njit(cache=True)(rgb_png_ids._unfilter.py_func)
+    kernel = rgb_png_ids._jit(rgb_png_ids._unfilter.py_func)
+    monkeypatch.setattr(rgb_png_ids, '_unfilter', kernel)
+    rgb = _noise(7, 9)
+    np.testing.assert_array_equal(rgb_png_ids.decode_ids(_png(rgb)),
+                                  _ids_by_hand(rgb))
