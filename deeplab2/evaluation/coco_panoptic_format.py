@@ -177,9 +177,13 @@ def segments_to_panoptic(segment_ids: np.ndarray, segments: list,
       category_to_class: dict category id -> class id (default: identity).
       source: named in errors (e.g. the PNG path).
     """
-    listed, panoptic_of_segment, void = _panoptic_of_segments(
+    return _map_segment_ids(segment_ids, *_panoptic_of_segments(
         segments, label_divisor, ignore_label, thing_class_ids,
-        category_to_class, source)
+        category_to_class, source))
+
+
+def _map_segment_ids(segment_ids, listed, panoptic_of_segment, void):
+    """Each segment id's panoptic id; void where none is listed."""
     if listed.size == 0:
         return np.full(segment_ids.shape, void, np.int64)
     # A lookup table over the listed id range (or a sorted search when the
@@ -200,12 +204,10 @@ def read_panoptic(png_path: str, segments: list, label_divisor: int,
                   category_to_class=None) -> np.ndarray:
     """`segments_to_panoptic` of the panoptic PNG at `png_path` (errors name
     it), the ids mapped while the PNG decodes where one table holds them."""
-    listed, panoptic_of_segment, void = _panoptic_of_segments(
-        segments, label_divisor, ignore_label, thing_class_ids,
-        category_to_class, png_path)
-    table = _dense_table(listed, panoptic_of_segment, void)
+    mapping = _panoptic_of_segments(segments, label_divisor, ignore_label,
+                                    thing_class_ids, category_to_class,
+                                    png_path)
+    table = _dense_table(*mapping)
     if table is not None:
         return panoptic_png.read(png_path, lookup=table)
-    return segments_to_panoptic(
-        panoptic_png.read(png_path), segments, label_divisor, ignore_label,
-        thing_class_ids, category_to_class, source=png_path)
+    return _map_segment_ids(panoptic_png.read(png_path), *mapping)

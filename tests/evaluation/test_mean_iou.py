@@ -99,8 +99,8 @@ def test_run_and_pixel_counting_agree(monkeypatch):
 def test_panoptic_maps_with_label_divisor(groundtruth_split, scenarios,
                                           per_pixel, monkeypatch):
     """Classes of panoptic maps (taken per run, or per pixel for noise)
-    count as the maps divided up front; a crowd id (class * 1000) and void
-    (255000) included."""
+    count as the maps divided up front; thing crowd regions (class * 1000
+    for a thing class, 11-18) and void (255000) included."""
     from deeplab2.evaluation import label_maps
     if per_pixel:
         monkeypatch.setattr(label_maps, 'pixel_runs', lambda maps: None)
@@ -108,7 +108,9 @@ def test_panoptic_maps_with_label_divisor(groundtruth_split, scenarios,
     divided, panoptic = MeanIoU(19, 255), MeanIoU(19, 255)
     for gt in groundtruth_split.panoptic:
         prediction = scenarios['noisy'](gt, rng)
-        assert (gt == 255000).any() and (gt % 1000 == 0).any()
+        thing_crowd = (gt // 1000 >= 11) & (gt // 1000 <= 18) & (
+            gt % 1000 == 0)
+        assert (gt == 255000).any() and thing_crowd.any()
         divided.update_state(gt // 1000, prediction // 1000)
         panoptic.update_state(gt, prediction, label_divisor=1000)
     np.testing.assert_array_equal(panoptic.confusion_matrix,
