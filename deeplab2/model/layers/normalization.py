@@ -41,22 +41,37 @@ class BatchNormOptions:
             gamma_initializer=gamma_initializer, name=name)
 
 
+# FusedBatchNormV3 raises a smaller epsilon to this (cuDNN's minimum).
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
 @keras.saving.register_keras_serializable(package='deeplab2')
 class BatchNormalization(keras.layers.BatchNormalization):
-    """Keras batch norm whose inference path is TF's fused kernel.
+    """Keras batch norm computed by TF's fused kernels where it can be.
 
-    Keras 3 normalizes with separate element-wise ops; on CPU that costs
-    several passes over every activation, and TF's graph optimizer cannot
-    fold it into the preceding convolution as it does FusedBatchNormV3. The
-    training path (batch moments, moving averages, cross-replica sync) stays
-    Keras'.
+    Keras 3 normalizes with separate element-wise ops, and in training its
+    moments' gradients add more (Tiles of the reduced gradients, then
+    products with the input): on CPU that is many passes over every
+    activation, and TF's graph optimizer cannot fold it into the preceding
+    convolution as it does FusedBatchNormV3. FusedBatchNormV3 and its
+    gradient kernel do the same maths in two or three passes. Statistics
+    synchronized across several replicas (and masks, renorm, other layouts)
+    stay Keras'.
     """
 
+    def _fusable(self, inputs, mask) -> bool:
+        return (mask is None and len(inputs.shape) == 4 and
+                self.axis in (-1, 3) and self.scale and self.center and
+                not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
+
     def call(self, inputs, training=None, mask=None):
-        if ((training and self.trainable) or mask is not None or
-                len(inputs.shape) != 4 or self.axis not in (-1, 3) or
-                not (self.scale and self.center)):
+        if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
+        if training and self.trainable:
+            if self.synchronized and (
+                    tf.distribute.get_strategy().num_replicas_in_sync > 1):
+                return super().call(inputs, training=training, mask=mask)
+            return self._fused_training(inputs)
         if inputs.dtype not in (tf.float16, tf.bfloat16, tf.float32):
             inputs = tf.cast(inputs, tf.float32)
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
@@ -65,4 +80,27 @@ class BatchNormalization(keras.layers.BatchNormalization):
             mean=tf.cast(self.moving_mean, tf.float32),
             variance=tf.cast(self.moving_variance, tf.float32),
             epsilon=self.epsilon, is_training=False)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def _fused_training(self, inputs):
+        """Keras' training step (batch moments normalize, then update the
+        moving averages) with the fused kernel; float32 as Keras computes
+        it whatever the input's dtype."""
+        inputs = tf.cast(inputs, tf.float32)
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
+            is_training=True)
+        # The kernel returns the variance with Bessel's correction (n / (n
+        # - 1), for its own moving average); Keras averages the batch's
+        # plain variance, which normalized the outputs.
+        count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        momentum = self.momentum
+        self.moving_mean.assign(
+            tf.cast(self.moving_mean, tf.float32) * momentum +
+            mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            tf.cast(self.moving_variance, tf.float32) * momentum +
+            variance * (1.0 - momentum))
         return tf.cast(outputs, self.compute_dtype)

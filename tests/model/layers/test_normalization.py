@@ -1,4 +1,5 @@
-"""Batch norm: options plumbing and the fused inference path."""
+"""Batch norm: options plumbing and the fused inference and training paths
+against Keras' own layer."""
 
 import keras
 import numpy as np
@@ -21,11 +22,42 @@ def test_fused_inference_equals_keras_batch_norm():
     np.testing.assert_allclose(ours(x, training=False).numpy(),
                                reference(x, training=False).numpy(),
                                atol=1e-5)
-    # Training uses Keras' path: batch statistics and moving averages.
+    # Training: batch statistics and moving averages.
     np.testing.assert_allclose(ours(x, training=True).numpy(),
                                reference(x, training=True).numpy(), atol=1e-5)
     np.testing.assert_allclose(ours.moving_mean.numpy(),
                                reference.moving_mean.numpy(), atol=1e-6)
+
+
+def test_fused_training_equals_keras_batch_norm_with_its_gradients():
+    # 24 values per channel: the fused kernel's variance carries Bessel's
+    # correction, 24 / 23 = 1.043, which Keras' moving variance must not.
+    options = normalization.BatchNormOptions(momentum=0.9, epsilon=1e-3)
+    ours = options.make()
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
+    x = tf.random.normal([2, 3, 4, 5], seed=7) * 3.0 + 1.0
+    ours(x), reference(x)
+    rng = np.random.RandomState(1)
+    for a, b in zip(ours.weights, reference.weights):
+        value = rng.uniform(0.5, 1.5, a.shape).astype(np.float32)
+        a.assign(value)
+        b.assign(value)
+    # Weighs every output differently, so no gradient vanishes by symmetry.
+    weights = tf.random.normal(x.shape, seed=8)
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, training=True)
+            loss = tf.reduce_sum(outputs * weights)
+        gradients = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([outputs, *gradients, layer.moving_mean,
+                        layer.moving_variance])
+    names = ('outputs', 'd inputs', 'd gamma', 'd beta', 'moving mean',
+             'moving variance')
+    for name, got, expected in zip(names, *results):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected),
+                                   rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_options_coerce_and_round_trip():
