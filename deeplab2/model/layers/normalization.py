@@ -41,8 +41,14 @@ class BatchNormOptions:
             gamma_initializer=gamma_initializer, name=name)
 
 
-# FusedBatchNormV3 raises a smaller epsilon to this (cuDNN's minimum).
-_FUSED_MIN_EPSILON = 1.001e-5
+# cuDNN's fused batch norm refuses an epsilon under 1e-5, and float32's
+# 1e-5 (DeepLab2's MobileNet configs) lies just under it; TF's CPU kernel
+# takes any. With a GPU in sight such layers train on Keras' path.
+_CUDNN_MIN_EPSILON = 1.001e-5
+
+
+def _gpu_visible() -> bool:
+    return bool(tf.config.list_logical_devices('GPU'))
 
 
 @keras.saving.register_keras_serializable(package='deeplab2')
@@ -62,14 +68,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _fusable(self, inputs, mask) -> bool:
         return (mask is None and len(inputs.shape) == 4 and
                 self.axis in (-1, 3) and self.scale and self.center and
-                not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
+                not self.renorm)
+
+    def _fused_training_possible(self) -> bool:
+        if self.synchronized and (
+                tf.distribute.get_strategy().num_replicas_in_sync > 1):
+            return False
+        return self.epsilon >= _CUDNN_MIN_EPSILON or not _gpu_visible()
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         if training and self.trainable:
-            if self.synchronized and (
-                    tf.distribute.get_strategy().num_replicas_in_sync > 1):
+            if not self._fused_training_possible():
                 return super().call(inputs, training=training, mask=mask)
             return self._fused_training(inputs)
         if inputs.dtype not in (tf.float16, tf.bfloat16, tf.float32):
@@ -87,10 +98,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
         moving averages) with the fused kernel; float32 as Keras computes
         it whatever the input's dtype."""
         inputs = tf.cast(inputs, tf.float32)
-        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            inputs, tf.cast(self.gamma, tf.float32),
-            tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
-            is_training=True)
+        empty = tf.zeros([0], tf.float32)  # training: no moving statistics
+        outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=tf.cast(self.gamma, tf.float32),
+            offset=tf.cast(self.beta, tf.float32), mean=empty,
+            variance=empty, epsilon=self.epsilon, data_format='NHWC',
+            is_training=True)[:3]
         # The kernel returns the variance with Bessel's correction (n / (n
         # - 1), for its own moving average); Keras averages the batch's
         # plain variance, which normalized the outputs.
