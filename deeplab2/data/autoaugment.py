@@ -156,15 +156,16 @@ def _channel_indices(image: tf.Tensor) -> tf.Tensor:
 
 def equalize(image: tf.Tensor) -> tf.Tensor:
     """Histogram equalization per channel, PIL's lookup-table rule."""
-    return apply_channel_tables(image, equalize_tables(image))
+    indices = _channel_indices(image)
+    return _look_up(indices, _equalize_tables(indices), tf.shape(image))
 
 
-def equalize_tables(image: tf.Tensor) -> tf.Tensor:
-    """Equalize's lookup table of each channel of `image`: [3, 256] int32
-    (the identity for a channel PIL leaves as it is)."""
-    counts = tf.reshape(tf.math.bincount(_channel_indices(image),
-                                         minlength=768, maxlength=768),
-                        [3, 256])
+def _equalize_tables(indices: tf.Tensor) -> tf.Tensor:
+    """Equalize's lookup table of each channel of the image whose
+    `_channel_indices` are `indices`: [3, 256] int32 (the identity for a
+    channel PIL leaves as it is)."""
+    counts = tf.reshape(tf.math.bincount(indices, minlength=768,
+                                         maxlength=768), [3, 256])
     levels = tf.range(256)
     # PIL leaves out the count of the brightest occupied level.
     brightest = tf.reduce_max(tf.where(counts > 0, levels, -1), axis=1)
@@ -177,14 +178,14 @@ def equalize_tables(image: tf.Tensor) -> tf.Tensor:
     return tf.where(step > 0, tables, levels)
 
 
-def apply_channel_tables(image: tf.Tensor, tables: tf.Tensor) -> tf.Tensor:
-    """Maps each value of channel c of pixel values `image` [H, W, 3]
-    through tables[c] ([3, 256] of values 0-255)."""
+def _look_up(indices: tf.Tensor, tables: tf.Tensor, shape) -> tf.Tensor:
+    """Pixel values [H, W, 3] (`shape`): each value of channel c, as
+    `_channel_indices` gives them, mapped through tables[c] ([3, 256] of
+    values 0-255)."""
     # gather_nd copies single elements faster than gather: 12 against
     # 19 ms for 1025x2049x3 (1 core, AMD EPYC).
     flat = tf.reshape(tf.cast(tables, tf.float32), [-1])
-    mapped = tf.gather_nd(flat, _channel_indices(image)[..., tf.newaxis])
-    return tf.reshape(mapped, tf.shape(image))
+    return tf.reshape(tf.gather_nd(flat, indices[..., tf.newaxis]), shape)
 
 
 def invert(image: tf.Tensor) -> tf.Tensor:
@@ -247,17 +248,16 @@ def sharpness(image: tf.Tensor, factor: float) -> tf.Tensor:
     the original one-pixel border) towards the image."""
     size = tf.shape(image)[:2]
     origin = tf.zeros([2], tf.int32)
-    return _sharpness_window(image, factor, origin, size, origin, size)
+    return _sharpness_window(image, factor, origin, origin, size)
 
 
 def _sharpness_window(part: tf.Tensor, factor: float, part_start: tf.Tensor,
-                      image_size: tf.Tensor, start: tf.Tensor,
-                      size: tf.Tensor) -> tf.Tensor:
-    """Sharpness of the `size` pixels from `start` of an image of
-    `image_size`, computed from `part`, its rows and columns from
-    `part_start`, which holds the window and the 3x3 neighbourhood of every
-    window pixel off the image's border. All positions are in the image's
-    coordinates, [2] int32 (row, column)."""
+                      start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Sharpness of the `size` pixels from `start` of an image, computed
+    from `part`, its rows and columns from `part_start`, which holds the
+    window and the 3x3 neighbourhood of every window pixel off the image's
+    border. All positions are in the image's coordinates, [2] int32 (row,
+    column)."""
     kernel = tf.constant([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]]) / 13.0
     kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
     # Aligned with the part's interior. A mean of pixel values lies in
@@ -314,10 +314,12 @@ def _apply_to_values(values: tf.Tensor, name: str, argument=None):
     return op(values, argument)
 
 
-def _pixel_values(image) -> tf.Tensor:
+def _pixel_values(image, what: str) -> tf.Tensor:
+    """The uint8 `image` as float32 pixel values; TypeError naming `what`
+    otherwise."""
     image = tf.convert_to_tensor(image)
     if image.dtype != tf.uint8:
-        raise TypeError(f'AutoAugment needs a uint8 image, got '
+        raise TypeError(f'{what} needs a uint8 image, got '
                         f'{image.dtype.name}.')
     return tf.cast(image, tf.float32)
 
@@ -335,10 +337,7 @@ def apply_op(image, name: str, argument=None) -> tf.Tensor:
       uint8 [H, W, 3].
     """
     _operation(name)
-    try:
-        values = _pixel_values(image)
-    except TypeError as error:
-        raise TypeError(f'AutoAugment op {name}: {error}') from None
+    values = _pixel_values(image, f'AutoAugment op {name}')
     return tf.cast(_apply_to_values(values, name, argument), tf.uint8)
 
 
@@ -353,7 +352,7 @@ def apply_sub_policy(image: tf.Tensor, sub_policy, uniforms=None):
     uniforms: one float32 in [0, 1) per op deciding whether it applies
       (floor(u + probability) == 1); None applies every op.
     """
-    values = _pixel_values(image)
+    values = _pixel_values(image, 'AutoAugment')
     for index, (name, probability, level) in enumerate(sub_policy):
         argument = level_to_argument(name, level)
 
@@ -458,13 +457,18 @@ def _apply_to_window(image: tf.Tensor, ops, window) -> tf.Tensor:
     for index, (name, argument) in enumerate(ops):
         given, wanted = regions[index], regions[index + 1]
         if name == 'Sharpness':
-            part = _sharpness_window(part, argument, given[0], image_size,
+            part = _sharpness_window(part, argument, given[0],
                                      wanted[0], wanted[1] - wanted[0])
         elif name == 'Contrast':
             part = contrast(part, argument, image_size[0] * image_size[1])
         elif name == 'Equalize':
-            part = apply_channel_tables(_slice(part, wanted, given),
-                                        equalize_tables(part))
+            # The histogram is the part's, the lookup the wanted region's,
+            # its columns of [H, W * 3] indices 3 per pixel.
+            indices = _channel_indices(part)
+            offset, extent = wanted[0] - given[0], wanted[1] - wanted[0]
+            part = _look_up(
+                tf.slice(indices, offset * [1, 3], extent * [1, 3]),
+                _equalize_tables(indices), tf.concat([extent, [3]], 0))
         elif name in _POINTWISE:
             part = _apply_to_values(part, name, argument)
         else:  # Whole image in and out.

@@ -9,17 +9,24 @@ import tensorflow as tf
 from deeplab2.model.layers import normalization
 
 
-def test_fused_inference_equals_keras_batch_norm():
-    options = normalization.BatchNormOptions(momentum=0.9, epsilon=1e-5)
-    ours = options.make()
-    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
-    x = tf.random.normal([2, 5, 7, 6], seed=4)
+def _ours_and_keras(x, epsilon, seed):
+    """Our batch norm and Keras' own (momentum 0.9), built for `x`, with
+    the same random gamma, beta and moving statistics."""
+    ours = normalization.BatchNormOptions(momentum=0.9,
+                                          epsilon=epsilon).make()
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=epsilon)
     ours(x), reference(x)
-    rng = np.random.RandomState(0)
+    rng = np.random.RandomState(seed)
     for a, b in zip(ours.weights, reference.weights):
         value = rng.uniform(0.5, 1.5, a.shape).astype(np.float32)
         a.assign(value)
         b.assign(value)
+    return ours, reference
+
+
+def test_fused_inference_equals_keras_batch_norm():
+    x = tf.random.normal([2, 5, 7, 6], seed=4)
+    ours, reference = _ours_and_keras(x, epsilon=1e-5, seed=0)
     np.testing.assert_allclose(ours(x, training=False).numpy(),
                                reference(x, training=False).numpy(),
                                atol=1e-5)
@@ -36,17 +43,9 @@ def test_fused_training_equals_keras_batch_norm_with_its_gradients(epsilon):
     # correction, 24 / 23 = 1.043, which Keras' moving variance must not.
     # Epsilon 1e-5 is DeepLab2's MobileNet configs'; the last channel's
     # variance, ~1e-5, makes the outputs depend on it.
-    options = normalization.BatchNormOptions(momentum=0.9, epsilon=epsilon)
-    ours = options.make()
-    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=epsilon)
     x = (tf.random.normal([2, 3, 4, 5], seed=7) * [3.0, 3.0, 3.0, 3.0, 3e-3] +
          [1.0, 1.0, 1.0, 1.0, 0.0])
-    ours(x), reference(x)
-    rng = np.random.RandomState(1)
-    for a, b in zip(ours.weights, reference.weights):
-        value = rng.uniform(0.5, 1.5, a.shape).astype(np.float32)
-        a.assign(value)
-        b.assign(value)
+    ours, reference = _ours_and_keras(x, epsilon=epsilon, seed=1)
     # Weighs every output differently, so no gradient vanishes by symmetry.
     weights = tf.random.normal(x.shape, seed=8)
     results = []
