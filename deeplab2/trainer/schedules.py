@@ -27,6 +27,7 @@ from absl import logging
 import tensorflow as tf
 
 from deeplab2 import config as config_lib
+from deeplab2.trainer import fused_optimizers
 
 _FIELD = 'trainer_options.solver_options'
 LEARNING_POLICIES = ('poly', 'cosine', 'constant')
@@ -124,7 +125,8 @@ def build_learning_rate(solver_options, learning_rate_multiplier: float = 1.0
 def build_optimizer(solver_options, learning_rate_multiplier: float = 1.0
                     ) -> keras.optimizers.Optimizer:
     """The Keras optimizer `solver_options` describes (no L2 weight decay:
-    see the module docstring; no clipping: see `clip_gradients`).
+    see the module docstring; no clipping: see `clip_gradients`), as its
+    fused_optimizers subclass: same updates, one kernel per variable.
 
     Raises:
       ConfigError naming `optimizer` or `learning_policy`.
@@ -133,12 +135,12 @@ def build_optimizer(solver_options, learning_rate_multiplier: float = 1.0
                                         learning_rate_multiplier)
     name = solver_options.optimizer
     if name == 'adam':
-        return keras.optimizers.Adam(learning_rate=learning_rate)
+        return fused_optimizers.Adam(learning_rate=learning_rate)
     if name == 'sgd':
-        return keras.optimizers.SGD(learning_rate=learning_rate,
+        return fused_optimizers.SGD(learning_rate=learning_rate,
                                     momentum=SGD_MOMENTUM)
     if name == 'adamw':
-        optimizer = keras.optimizers.AdamW(
+        optimizer = fused_optimizers.AdamW(
             learning_rate=learning_rate,
             weight_decay=solver_options.adamw_weight_decay)
         optimizer.exclude_from_weight_decay(var_names=[_NOT_DECAYED_PATTERN])

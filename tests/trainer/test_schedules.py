@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from deeplab2 import config as config_lib
 from deeplab2 import trainer_pb2
+from deeplab2.trainer import fused_optimizers
 from deeplab2.trainer import schedules
 
 
@@ -88,7 +89,8 @@ def test_each_optimizer_builds_and_steps(name, cls):
     optimizer = schedules.build_optimizer(_solver(
         optimizer=name, learning_policy='constant', base_learning_rate=0.1,
         adamw_weight_decay=0.01))
-    assert type(optimizer) is cls
+    assert isinstance(optimizer, cls)
+    assert type(optimizer).__module__ == fused_optimizers.__name__
     variable = keras.Variable([1.0, -2.0], name='kernel')
     optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
     assert int(optimizer.iterations) == 1
