@@ -17,6 +17,7 @@ import tensorflow as tf
 from deeplab2.model.layers import activations
 from deeplab2.model.layers import base
 from deeplab2.model.layers import depthwise
+from deeplab2.model.layers import pointwise
 from deeplab2.model.layers.normalization import BatchNormOptions
 
 
@@ -40,10 +41,18 @@ class Conv2D(keras.layers.Conv2D):
     Keras goes through tf.nn.convolution, which runs dilated convolutions
     as space-to-batch + conv + batch-to-space; the native dilated kernel is
     about twice as fast on CPU for ASPP-sized rates. Same variables, same
-    results.
+    results. Stride-1 1x1 convolutions take their kernel gradient as a
+    matrix product (`pointwise`).
     """
 
+    def _is_pointwise(self) -> bool:
+        return (tuple(self.kernel_size) == (1, 1)
+                and tuple(self.strides) == (1, 1) and self.groups == 1
+                and self.data_format == 'channels_last')
+
     def convolution_op(self, inputs, kernel):
+        if self._is_pointwise():
+            return pointwise.conv2d(inputs, kernel)
         return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
                             padding=self.padding.upper(),
                             dilations=list(self.dilation_rate))
