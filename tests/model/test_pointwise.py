@@ -83,6 +83,21 @@ def test_1x1_outputs_equal_keras_and_gradients_equal_tfs():
                                    atol=1e-5 * np.abs(expected).max())
 
 
+def test_eager_call_and_gradient():
+    # Eager, Keras hands convolution_op the kernel as a variable.
+    ours, stock = _layer_pair(1)
+    inputs = tf.constant(np.random.default_rng(3).normal(
+        size=[1, 11, 13, 8]).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(ours(inputs) ** 2)
+    got = tape.gradient(loss, ours.kernel)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(stock(inputs) ** 2)
+    expected = tape.gradient(loss, stock.kernel)
+    np.testing.assert_allclose(got, expected, rtol=0,
+                               atol=1e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize('kernel_size, strides, dilation_rate',
                          [(3, 1, 1), (1, 2, 1), (3, 1, 2)])
 def test_other_convolutions_keep_tfs_gradient(kernel_size, strides,

@@ -31,7 +31,11 @@ def conv2d(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 
         return outputs, gradient
 
-    return convolution(inputs, kernel)
+    # As tensors: a variable read inside would make custom_gradient ask for
+    # the variable's gradient separately (eager calls hand the kernel over
+    # as a variable).
+    return convolution(tf.convert_to_tensor(inputs),
+                       tf.convert_to_tensor(kernel))
 
 
 def kernel_gradient(inputs: tf.Tensor,
