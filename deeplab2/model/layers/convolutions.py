@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from deeplab2.model.layers import activations
 from deeplab2.model.layers import base
+from deeplab2.model.layers import conv_gradient
 from deeplab2.model.layers import depthwise
-from deeplab2.model.layers import pointwise
 from deeplab2.model.layers.normalization import BatchNormOptions
 
 
@@ -41,18 +41,20 @@ class Conv2D(keras.layers.Conv2D):
     Keras goes through tf.nn.convolution, which runs dilated convolutions
     as space-to-batch + conv + batch-to-space; the native dilated kernel is
     about twice as fast on CPU for ASPP-sized rates. Same variables, same
-    results. Stride-1 1x1 convolutions take their kernel gradient as a
-    matrix product (`pointwise`).
+    results. Stride-1 convolutions that are 1x1 or dilated take their
+    kernel gradient as matrix products (`conv_gradient`).
     """
 
-    def _is_pointwise(self) -> bool:
-        return (tuple(self.kernel_size) == (1, 1)
-                and tuple(self.strides) == (1, 1) and self.groups == 1
-                and self.data_format == 'channels_last')
+    def _takes_tap_gradient(self) -> bool:
+        return (tuple(self.strides) == (1, 1) and self.groups == 1
+                and self.data_format == 'channels_last'
+                and (tuple(self.kernel_size) == (1, 1)
+                     or max(self.dilation_rate) > 1))
 
     def convolution_op(self, inputs, kernel):
-        if self._is_pointwise():
-            return pointwise.conv2d(inputs, kernel)
+        if self._takes_tap_gradient():
+            return conv_gradient.conv2d(inputs, kernel, self.padding.upper(),
+                                        tuple(self.dilation_rate))
         return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
                             padding=self.padding.upper(),
                             dilations=list(self.dilation_rate))
