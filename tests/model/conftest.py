@@ -85,6 +85,54 @@ def check_layer(layer, inputs, expected_shapes, *, call_kwargs=None,
     return outputs
 
 
+def weighted_loss_gradients(call, layer, inputs):
+    """(outputs, [d inputs] + d layer.trainable_variables, op types of the
+    traced step) for `call(inputs)` under a loss that weights every output
+    differently, in a tf.function as training runs it."""
+    inputs = tf.constant(inputs)
+    weights = tf.random.stateless_normal(
+        layer.compute_output_shape(inputs.shape), [5, 6])
+
+    @tf.function
+    def run(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = call(inputs)
+            loss = tf.reduce_sum(outputs * weights)
+        return outputs, tape.gradient(loss, [inputs] +
+                                      layer.trainable_variables)
+
+    graph = run.get_concrete_function(inputs).graph
+    op_types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():
+        op_types |= {node.op for node in function.definition.node_def}
+    outputs, gradients = run(inputs)
+    return outputs, gradients, op_types
+
+
+def assert_reordered_kernel_gradients(got, expected):
+    """Same outputs and input gradient bit for bit; the other gradients
+    (kernel, bias) equal up to summation order: within 1e-5 of their
+    largest magnitude. `got`, `expected`: weighted_loss_gradients' first
+    two results."""
+    (got_outputs, got_gradients), (outputs, gradients) = got, expected
+    np.testing.assert_array_equal(got_outputs, outputs)
+    np.testing.assert_array_equal(got_gradients[0], gradients[0])
+    for got_gradient, gradient in zip(got_gradients[1:], gradients[1:]):
+        np.testing.assert_allclose(got_gradient, gradient, rtol=0,
+                                   atol=1e-5 * np.abs(gradient).max())
+
+
+@pytest.fixture
+def layer_gradients():
+    """weighted_loss_gradients, with assert_reordered_kernel_gradients as
+    its `.assert_reordered` attribute."""
+    import types
+    return types.SimpleNamespace(
+        run=weighted_loss_gradients,
+        assert_reordered=assert_reordered_kernel_gradients)
+
+
 @pytest.fixture
 def layer_harness():
     return check_layer
