@@ -23,6 +23,10 @@ public equivalent:
 - `tensorflow.lite.python.schema_py_generated.ModelT`: the flatbuffer's
   object API, to list the tensors of every subgraph (the public
   interpreter shows the main one only).
+- Keras optimizers' slot lists (`Adam._momentums`, `Adam._velocities`,
+  `Optimizer._get_variable_index`): trainer/fused_optimizers.py updates a
+  variable and its slots with one TF kernel, and finds the slots as Keras'
+  own `update_step` does (`adam_slots`, `sgd_momentum`).
 
 Each is imported once, here; a TF or Keras release that moves one fails at
 import with an ImportError naming the symbol and the versions in use
@@ -72,3 +76,16 @@ def calibrate_only(converter) -> bytes:
     `mlir_quantize`)."""
     converter._experimental_calibrate_only = True
     return converter.convert()
+
+
+def adam_slots(optimizer, variable):
+    """(momentum, velocity): the slot variables a built Keras Adam or AdamW
+    keeps for `variable`."""
+    index = optimizer._get_variable_index(variable)
+    return optimizer._momentums[index], optimizer._velocities[index]
+
+
+def sgd_momentum(optimizer, variable):
+    """The momentum slot a built Keras SGD (momentum > 0) keeps for
+    `variable`."""
+    return optimizer.momentums[optimizer._get_variable_index(variable)]

@@ -10,6 +10,7 @@ import pathlib
 import re
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -17,7 +18,8 @@ _PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'deeplab2'
 # How a module would reach a TF/Keras internal without the seam.
 _PRIVATE_IMPORT = re.compile(
     r'keras\.src\b|tensorflow\.python\b|tensorflow\.core\b|__internal__'
-    r'|tensorflow\.lite\.python\b|_experimental_calibrate_only')
+    r'|tensorflow\.lite\.python\b|_experimental_calibrate_only'
+    r'|\._momentums\b|\._velocities\b|\._get_variable_index\b')
 
 
 def test_every_private_symbol_resolves():
@@ -73,6 +75,25 @@ def test_graph_traversal_names_variables_as_a_save_does(tmp_path):
     saved = [attribute.checkpoint_key for node in graph.nodes
              for attribute in node.attributes]
     assert saved == ['model/w/.ATTRIBUTES/VARIABLE_VALUE']
+
+
+def test_optimizer_slots_are_the_ones_keras_updates():
+    from deeplab2 import private_api
+    variables = [keras.Variable([1.0, 2.0]), keras.Variable([3.0])]
+    gradients = [tf.constant([0.5, -1.0]), tf.constant([2.0])]
+    adam = keras.optimizers.Adam(0.1, beta_1=0.5, beta_2=0.75)
+    adam.apply_gradients(zip(gradients, variables))
+    sgd = keras.optimizers.SGD(0.1, momentum=0.9)
+    sgd.apply_gradients(zip(gradients, variables))
+    for variable, gradient in zip(variables, gradients):
+        momentum, velocity = private_api.adam_slots(adam, variable)
+        # One step from zero: m = (1 - beta_1) g, v = (1 - beta_2) g^2;
+        # SGD's momentum: -lr g.
+        np.testing.assert_allclose(momentum.numpy(), 0.5 * gradient)
+        np.testing.assert_allclose(velocity.numpy(), 0.25 * gradient ** 2)
+        np.testing.assert_allclose(
+            private_api.sgd_momentum(sgd, variable).numpy(), -0.1 * gradient,
+            rtol=1e-6)
 
 
 def test_no_other_module_imports_internals():

@@ -27,6 +27,8 @@ momentum, and variables that are not float32.
 import keras
 import tensorflow as tf
 
+from deeplab2 import private_api
+
 
 def _fusable(gradient, variable) -> bool:
     return (not isinstance(gradient, tf.IndexedSlices)
@@ -48,11 +50,7 @@ class _FusedAdamUpdate:
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or not _fusable(gradient, variable):
             return super().update_step(gradient, variable, learning_rate)
-        # Keras keeps the slots in these two lists, in the order of the
-        # variables it was built with; its own update_step reads them so.
-        index = self._get_variable_index(variable)
-        momentum = self._momentums[index]
-        velocity = self._velocities[index]
+        momentum, velocity = private_api.adam_slots(self, variable)
         step = tf.cast(self.iterations + 1, tf.float32)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable), m=_handle(momentum), v=_handle(velocity),
@@ -81,7 +79,7 @@ class SGD(keras.optimizers.SGD):
         if (not self.momentum or self.nesterov
                 or not _fusable(gradient, variable)):
             return super().update_step(gradient, variable, learning_rate)
-        accumulator = self.momentums[self._get_variable_index(variable)]
+        accumulator = private_api.sgd_momentum(self, variable)
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=_handle(variable), accum=_handle(accumulator),
             lr=tf.cast(learning_rate, tf.float32),
