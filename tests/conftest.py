@@ -28,3 +28,17 @@ def fixtures_dir() -> pathlib.Path:
 @pytest.fixture
 def repo_root() -> pathlib.Path:
     return REPO_ROOT
+
+
+def _op_types(graph) -> set:
+    ops = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():
+        ops |= {node.op for node in function.definition.node_def}
+    return ops
+
+
+@pytest.fixture
+def traced_op_types():
+    """fn(graph) -> the op types of a traced tf.function's graph, those of
+    the functions it holds (custom gradients, loops) included."""
+    return _op_types

@@ -76,7 +76,7 @@ def kernel_gradient(inputs: tf.Tensor, output_gradient: tf.Tensor,
                     kernel_shape, padding: str = 'VALID',
                     dilations=(1, 1)) -> tf.Tensor:
     """The [kh, kw, C_in, C_out] kernel gradient of a stride-1 NHWC
-    convolution with `padding` ('SAME': TF's, d * (k - 1) // 2 before) and
+    convolution with `padding` ('SAME' as TF pads it) and
     `dilations`. Height, width and channels must be static."""
     kernel_height, kernel_width, channels_in, channels_out = (
         int(size) for size in kernel_shape)
@@ -84,8 +84,11 @@ def kernel_gradient(inputs: tf.Tensor, output_gradient: tf.Tensor,
     _, output_height, output_width, _ = output_gradient.shape
     pads = [0, 0]
     if padding == 'SAME':
-        pads = [dilation * (taps - 1) // 2 for dilation, taps
-                in zip(dilations, (kernel_height, kernel_width))]
+        # Imported here: convolutions builds its layers from this module.
+        # At stride 1, TF's SAME padding is DeepLab2's.
+        from deeplab2.model.layers.convolutions import same_padding
+        pads = [same_padding(taps, dilation)[0] for taps, dilation
+                in zip((kernel_height, kernel_width), dilations)]
     rows = _tap_ranges(height, output_height, kernel_height, dilations[0],
                        pads[0])
     columns = _tap_ranges(width, output_width, kernel_width, dilations[1],
