@@ -58,6 +58,45 @@ def test_cross_entropy_ignore_and_weights():
         rtol=1e-6)
 
 
+def test_cross_entropy_matches_tf_softmax_cross_entropy_and_its_gradient():
+    # TF's own op on one-hot labels is the reference: an ignore label and a
+    # label past num_classes both have an all-zero one-hot row there, so
+    # loss 0.
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, (2, 3, 4)).astype(np.int32)
+    labels[0, 0, :2] = 255
+    labels[1, 2, 3] = 7
+    logits = tf.constant(rng.normal(0, 4, (2, 3, 4, 5)), tf.float32)
+    weights = tf.constant(rng.uniform(0.5, 2, (2, 3, 4)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(2, 3, 4)), tf.float32)
+
+    def loss_and_gradient(loss_fn):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = tf.reduce_sum(loss_fn() * upstream)
+        return loss, tape.gradient(loss, logits)
+
+    def reference():
+        keep = tf.cast(labels != 255, tf.float32)
+        return tf.nn.softmax_cross_entropy_with_logits(
+            tf.one_hot(labels, 5), logits) * weights * keep
+
+    ours = loss_and_gradient(lambda: base_loss.softmax_cross_entropy(
+        labels, logits, weights, 5, 255))
+    expected = loss_and_gradient(reference)
+    np.testing.assert_allclose(ours[0], expected[0], rtol=1e-6)
+    # Except at the out-of-range label: TF's op returns softmax as its
+    # gradient there, not the derivative of the 0 it returns as loss.
+    valid = (labels < 5)[..., np.newaxis]
+    np.testing.assert_allclose(np.where(valid, ours[1], 0),
+                               np.where(valid, expected[1], 0),
+                               rtol=1e-5, atol=1e-6)
+    # The out-of-range label's pixel, like the ignored ones, adds nothing.
+    pixel = base_loss.softmax_cross_entropy(labels, logits, weights, 5, 255)
+    assert pixel[1, 2, 3] == 0 and pixel[0, 0, 0] == 0
+    assert np.all(ours[1][1, 2, 3] == 0)
+
+
 def test_regression_errors_average_channels():
     target = tf.constant([[[[1., 3.]]]])
     prediction = tf.zeros([1, 1, 1, 2])

@@ -45,9 +45,9 @@ def test_kernel_gradient_equals_the_direct_sum(padding, batch_size):
         rtol=1e-5, atol=1e-4)
 
 
-def _layer_pair(kernel_size, strides=1, padding='same'):
+def _layer_pair(kernel_size, strides=1, padding='same', dilation_rate=1):
     kwargs = dict(kernel_size=kernel_size, strides=strides, padding=padding,
-                  use_bias=True)
+                  dilation_rate=dilation_rate, use_bias=True)
     ours = depthwise.DepthwiseConv2D(**kwargs)
     stock = keras.layers.DepthwiseConv2D(**kwargs)
     shape = (None, 17, 23, 8)
@@ -61,10 +61,14 @@ def _layer_pair(kernel_size, strides=1, padding='same'):
     return ours, stock
 
 
+@pytest.mark.parametrize('dilation_rate', [1, 2])
 @pytest.mark.parametrize('padding', ['same', 'valid'])
 def test_5x5_outputs_equal_keras_and_gradients_equal_tfs(layer_gradients,
-                                                         padding):
-    ours, stock = _layer_pair(5, padding=padding)
+                                                         padding,
+                                                         dilation_rate):
+    # Dilated, both run space-to-batch around an undilated convolution.
+    ours, stock = _layer_pair(5, padding=padding,
+                              dilation_rate=dilation_rate)
     assert ours._takes_forward_gradient()
     inputs = np.random.default_rng(2).normal(size=[2, 17, 23, 8]).astype(
         np.float32)

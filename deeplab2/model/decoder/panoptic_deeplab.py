@@ -138,8 +138,9 @@ class PanopticDeepLabSingleHead(base.Layer):
             use_bn=True, batch_norm=self.batch_norm, activation=activation,
             name='conv_block')
         # float32 whatever the model's precision (model/precision.py): the
-        # logits, heatmap and offsets come out of it.
-        self.final_conv = keras.layers.Conv2D(
+        # logits, heatmap and offsets come out of it. convolutions.Conv2D
+        # for its kernel gradient as one matrix product (1x1).
+        self.final_conv = convolutions.Conv2D(
             output_channels, 1,
             kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=0.01),
