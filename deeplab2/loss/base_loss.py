@@ -81,8 +81,8 @@ def softmax_cross_entropy(labels: tf.Tensor, logits: tf.Tensor,
     # this takes 9 ms where softmax_cross_entropy_with_logits on one-hot
     # labels takes 15 (forward and gradient, 1x257x513x19, 2-core EPYC);
     # the gradient is the same softmax - one_hot. A label outside
-    # [0, num_classes) (ignore_label among them) gets loss and gradient 0,
-    # as its all-zero one-hot row did.
+    # [0, num_classes) (an ignore_label of 255, say) gets loss and gradient
+    # 0: its one-hot row was all zeros.
     in_range = (labels >= 0) & (labels < num_classes)
     picked = tf.gather(logits, tf.where(in_range, labels, 0)[..., tf.newaxis],
                        batch_dims=labels.shape.rank)[..., 0]
